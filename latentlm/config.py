@@ -7,7 +7,8 @@
 Rules:
 - Unknown keys are errors (with the list of valid keys), in files and in overrides alike.
 - Values are checked against the annotated type (int, float, bool, str, Optional, Literal, list, tuple,
-  dict[str, X], nested dataclasses). An int is accepted where a float is expected; nothing else is coerced.
+  dict[str, X], nested dataclasses). An int is accepted where a float is expected, and so is a numeric string
+  (YAML reads ``3e-4`` as a string); nothing else is coerced.
 - Override values are parsed as YAML scalars/flow collections (``a.b=[1,2]``, ``x=null``, ``flag=true``).
 - Nothing is ever imported by name from a config: there is no ``_target_`` mechanism.
 """
@@ -80,6 +81,11 @@ def _check(value: Any, tp: Any, path: str) -> Any:
         kt, vt = get_args(tp) or (Any, Any)
         return {_check(k, kt, path): _check(v, vt, f"{path}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{path}: expected a float, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a float, got {value!r}")
         return float(value)

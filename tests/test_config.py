@@ -1,0 +1,70 @@
+"""Typed config loading: YAML + dotted overrides, unknown keys rejected, round trip through dicts."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from latentlm.config import ConfigError, from_dict, load_config, save_config, to_dict
+
+
+@dataclass
+class Inner:
+    dim: int = 8
+    lr: float = 1e-3
+    sizes: list[int] = field(default_factory=lambda: [1, 2])
+    act: Literal["gelu", "silu"] = "silu"
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    name: str = "x"
+    limit: int | None = None
+    heads: dict[str, Inner] = field(default_factory=dict)
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("inner:\n  dim: 16\nname: from_yaml\n")
+    cfg = load_config(Outer, p, ["inner.lr=3e-4", "inner.sizes=[4, 5]", "limit=7", "heads.audio.dim=3"])
+    assert cfg.inner.dim == 16 and cfg.inner.lr == pytest.approx(3e-4) and cfg.inner.sizes == [4, 5]
+    assert cfg.name == "from_yaml" and cfg.limit == 7
+    assert isinstance(cfg.heads["audio"], Inner) and cfg.heads["audio"].dim == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["inner.dimm=3"], "unknown key"),
+        (["nope=1"], "unknown key"),
+        (["inner.dim=1.5"], "expected an int"),
+        (["inner.act=relu"], "not one of"),
+        (["name.x=1"], "not a section"),
+        (["inner.dim"], "key.path=value"),
+    ],
+)
+def test_bad_overrides_are_errors(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(Outer, None, overrides)
+
+
+def test_unknown_key_in_file_is_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("inner:\n  dim: 16\n  typo: 1\n")
+    with pytest.raises(ConfigError, match="inner: unknown key"):
+        load_config(Outer, p)
+
+
+def test_round_trip(tmp_path):
+    cfg = load_config(Outer, None, ["heads.a.dim=2", "limit=3"])
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    for suffix in (".json", ".yaml"):
+        save_config(cfg, tmp_path / f"c{suffix}")
+        assert load_config(Outer, tmp_path / f"c{suffix}") == cfg
+
+
+def test_int_accepted_as_float_but_bool_is_not_int():
+    assert load_config(Outer, None, ["inner.lr=1"]).inner.lr == 1.0
+    with pytest.raises(ConfigError):
+        load_config(Outer, None, ["inner.dim=true"])
