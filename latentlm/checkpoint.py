@@ -84,7 +84,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_release(
-    directory: str | Path, model: nn.Module | dict[str, torch.Tensor], config: Any, meta: dict | None = None,
+    directory: str | Path,
+    model: nn.Module | dict[str, torch.Tensor],
+    config: Any,
+    meta: dict | None = None,
     kind: str = "latentlm",
 ) -> Path:
     """Write model.safetensors + config.json. ``config`` is a config dataclass or its dict."""
@@ -101,7 +104,9 @@ def save_release(
     return directory
 
 
-def load_release(directory: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
+def load_release(
+    directory: str | Path, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """-> (state_dict, config dict, meta). Checks the files exist and, if given, that ``kind`` matches."""
     directory = Path(directory)
     wpath, cpath = directory / RELEASE_WEIGHTS, directory / RELEASE_CONFIG
@@ -132,7 +137,8 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, torch.Tensor], source
             parts.append(f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
         if shape:
             parts.append(
-                "shape mismatch " + ", ".join(f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:5])
+                "shape mismatch "
+                + ", ".join(f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:5])
             )
         raise ValueError(f"{source} does not match the model built from its config: " + "; ".join(parts))
     model.load_state_dict(sd, strict=True)

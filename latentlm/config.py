@@ -71,7 +71,7 @@ def _check(value: Any, tp: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            return tuple(_check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(_check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         inner = args[0] if args else Any
         items = [_check(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -189,7 +189,9 @@ def load_config(
     cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (), base: T | None = None
 ) -> T:
     """Defaults (or ``base``) <- YAML file <- dotted overrides, validated into ``cls``."""
-    data: dict[str, Any] = to_dict(base) if base is not None else (to_dict(cls()) if _has_defaults(cls) else {})
+    data: dict[str, Any] = (
+        to_dict(base) if base is not None else (to_dict(cls()) if _has_defaults(cls) else {})
+    )
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):

@@ -1,0 +1,231 @@
+"""Interleaved decoding for LatentLM: LM-head sampling at discrete positions, diffusion at latent ones.
+
+Dimension legend: B rows, N prefix positions, C width, Dmax widest latent dim.
+
+At every step each unfinished row gets the hidden state of its last item, the LM head picks the next token, and
+when that token is ``<lat>`` the open span's diffusion head samples the latent. The chosen item is embedded and fed
+back through the trunk with the KV cache (one position per step for the whole batch; rows that finished feed
+padding that nothing attends to). Rows of different prefix lengths decode together (right-padded prefill).
+
+Grammar enforced by logit masks (the model is free everywhere else):
+- inside an open span of modality m only ``<lat>`` or ``<eo_m>`` may follow; ``min_latents`` / ``max_latents`` /
+  ``span_length`` bound the span (images use a fixed ``span_length``; speech a hard cap);
+- outside a span ``<lat>`` and end tokens are impossible; ``<pad>``, ``<bos>`` and ``<null>`` are never generated.
+Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
+side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from latentlm.sequence import Batch
+from latentlm.transformer import KVCache
+
+
+@dataclass
+class Step:
+    tokens: Tensor  # [B] layout ids emitted this step (<pad> for rows already finished)
+    latents: Tensor  # [B, Dmax] sampled latents (normalised space) where tokens == <lat>, zeros elsewhere
+    modality: Tensor  # [B] modality index of the latent, -1 where no latent was emitted
+    finished: Tensor  # [B] bool, after this step
+    truncated: Tensor  # [B] bool, rows stopped by max_new rather than a stop token
+
+
+def concat_batches(a: Batch, b: Batch) -> Batch:
+    """Stack two packed batches row-wise, right-padding the shorter one. -> [Ba + Bb, max(Na, Nb)]."""
+    n = max(a.tokens.shape[1], b.tokens.shape[1])
+
+    def padded(x: Batch) -> list[Tensor]:
+        p = n - x.tokens.shape[1]
+        return [
+            torch.nn.functional.pad(x.tokens, (0, p)),
+            torch.nn.functional.pad(x.latents, (0, 0, 0, p)),
+            torch.nn.functional.pad(x.modality, (0, p), value=-1),
+            torch.nn.functional.pad(x.valid, (0, p)),
+            torch.nn.functional.pad(x.weight, (0, p)),
+        ]
+
+    return Batch(*(torch.cat(pair) for pair in zip(padded(a), padded(b))))
+
+
+def _open_spans(model, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Per row: index of the open modality after the prefix (-1 if none) and latents emitted in that span."""
+    lay = model.layout
+    b = batch.tokens.shape[0]
+    open_m = torch.full((b,), -1, dtype=torch.long)
+    count = torch.zeros(b, dtype=torch.long)
+    for r in range(b):
+        toks = batch.tokens[r][batch.valid[r]].tolist()
+        for t in toks:
+            if t in lay.modality_of_begin:
+                open_m[r] = lay.modalities.index(lay.modality_of_begin[t])
+                count[r] = 0
+            elif t in lay.modality_of_end:
+                open_m[r] = -1
+            elif t == lay.lat and open_m[r] >= 0:
+                count[r] += 1
+    return open_m, count
+
+
+def _sample_token(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
+    """logits [B, V] (masked with -inf) -> [B]. temperature 0 = greedy."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # [B, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def iterate(
+    model,
+    prefix: Batch,
+    *,
+    max_new: int = 256,
+    steps: int = 10,
+    cfg: float = 1.0,
+    uncond: Batch | None = None,
+    temperature: float = 1.0,
+    token_temperature: float = 1.0,
+    top_k: int | None = None,
+    min_latents: int = 0,
+    max_latents: int | None = None,
+    span_length: int | None = None,
+    stop_tokens: Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+    solver: str = "dpm++2m",
+) -> Iterator[Step]:
+    """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
+
+    stop_tokens: default ``<eos>`` and every ``<eo_m>``. temperature: diffusion noise scale; token_temperature /
+    top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped)."""
+    if max_new <= 0:
+        raise ValueError("max_new must be positive")
+    use_cfg = cfg != 1.0
+    if use_cfg and uncond is None:
+        raise ValueError("cfg != 1 needs an unconditional prefix (uncond)")
+    if use_cfg and uncond.tokens.shape[0] != prefix.tokens.shape[0]:
+        raise ValueError("uncond must have the same number of rows as prefix")
+    lay = model.layout
+    dev = next(model.parameters()).device
+    prefix = prefix.to(dev)
+    b = prefix.tokens.shape[0]
+    full = concat_batches(prefix, uncond.to(dev)) if use_cfg else prefix
+    rows = full.tokens.shape[0]
+    param = next(model.parameters())
+    cache = KVCache.empty(model.cfg.trunk, rows, full.tokens.shape[1] + max_new, dev, param.dtype)
+    hidden = model(full, cache=cache)  # [R, N, C]
+    last = hidden[torch.arange(rows, device=dev), full.lengths - 1]  # [R, C]
+
+    open_m, count = (t.to(dev) for t in _open_spans(model, prefix))
+    stops = set(stop_tokens) if stop_tokens is not None else {lay.eos, *lay.end.values()}
+    ends = torch.tensor([lay.end[m] for m in lay.modalities], dtype=torch.long, device=dev)  # [n_modalities]
+    dmax = prefix.latents.shape[-1]
+    finished = torch.zeros(b, dtype=torch.bool, device=dev)
+    never = torch.tensor([lay.pad, lay.bos, lay.null], device=dev)
+    for step in range(max_new):
+        logits = model.logits(last[:b]).float()  # [B, V]
+        logits[:, never] = float("-inf")
+        in_span = open_m >= 0  # [B]
+        if in_span.any():  # inside a span: only <lat> or this span's end token
+            allowed = torch.zeros_like(logits, dtype=torch.bool)
+            allowed[:, lay.lat] = True
+            allowed[in_span, ends[open_m[in_span]]] = True
+            need_more = in_span & (count < min_latents)
+            if need_more.any():
+                allowed[need_more, ends[open_m[need_more]]] = False
+            cap = span_length if span_length is not None else max_latents
+            if cap is not None:
+                full_span = in_span & (count >= cap)
+                allowed[full_span, lay.lat] = False
+            if span_length is not None:
+                short = in_span & (count < span_length)
+                allowed[short] = False
+                allowed[short, lay.lat] = True
+            logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
+        outside = ~in_span
+        if outside.any():
+            blocked = torch.cat([torch.tensor([lay.lat], device=dev), ends])
+            logits[outside.nonzero()[:, :1], blocked] = float("-inf")
+        tok = _sample_token(logits, token_temperature, top_k, generator)  # [B]
+        tok = torch.where(finished, torch.full_like(tok, lay.pad), tok)
+
+        lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
+        lat_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
+        is_lat = (tok == lay.lat) & ~finished
+        for i, (m, d) in enumerate(model.latent_dims.items()):
+            sel = is_lat & (open_m == i)
+            if sel.any():
+                idx = sel.nonzero().squeeze(-1)
+                un = last[b:][idx] if use_cfg else None
+                z = model.heads[m].sample(
+                    last[idx],
+                    steps=steps,
+                    cfg=cfg,
+                    uncond=un,
+                    temperature=temperature,
+                    generator=generator,
+                    solver=solver,
+                )  # [M, D]
+                lat_vals[idx, :d] = z.to(lat_vals.dtype)
+                lat_mod[idx] = i
+        # span bookkeeping
+        count = torch.where(is_lat, count + 1, count)
+        for m, t in lay.begin.items():
+            opened = tok == t
+            open_m = torch.where(opened, torch.full_like(open_m, lay.modalities.index(m)), open_m)
+            count = torch.where(opened, torch.zeros_like(count), count)
+        closed = torch.isin(tok, ends)
+        open_m = torch.where(closed, torch.full_like(open_m, -1), open_m)
+
+        newly_done = torch.isin(tok, torch.tensor(sorted(stops), device=dev)) & ~finished
+        feed_valid = ~finished  # rows that emitted an item this step feed it back (stop tokens included)
+        finished = finished | newly_done
+        truncated = torch.zeros_like(finished)
+        if step == max_new - 1:
+            truncated = ~finished
+            finished = torch.ones_like(finished)
+        yield Step(
+            tokens=tok, latents=lat_vals, modality=lat_mod, finished=finished.clone(), truncated=truncated
+        )
+        if finished.all():
+            return
+        step_batch = Batch(
+            tokens=tok.view(b, 1),
+            latents=lat_vals.view(b, 1, dmax),
+            modality=lat_mod.view(b, 1),
+            valid=feed_valid.view(b, 1),
+            weight=torch.zeros(b, 1, device=dev),
+        )
+        if use_cfg:
+            step_batch = concat_batches(step_batch, step_batch)
+        last = model(step_batch, cache=cache)[:, 0]  # [R, C]
+
+
+@torch.no_grad()
+def generate(model, prefix: Batch, **kwargs) -> list[list]:
+    """Run ``iterate`` to the end. Returns per row the generated items in order: ints (layout token ids) and
+    [D] latent tensors; the stop token is included; rows cut by ``max_new`` simply end."""
+    b = prefix.tokens.shape[0]
+    out: list[list] = [[] for _ in range(b)]
+    done = [False] * b
+    for st in iterate(model, prefix, **kwargs):
+        for r in range(b):
+            if done[r]:
+                continue
+            t = int(st.tokens[r])
+            if st.modality[r] >= 0:
+                d = list(model.latent_dims.values())[int(st.modality[r])]
+                out[r].append(st.latents[r, :d].clone())
+            else:
+                out[r].append(t)
+            done[r] = bool(st.finished[r])
+    return out

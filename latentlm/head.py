@@ -1,0 +1,244 @@
+"""DiffusionHead: a small AdaLN-Zero SwiGLU MLP that denoises one latent vector given the trunk's hidden state.
+
+Dimension legend: M rows (positions that carry a latent, flattened over the batch), D latent dim,
+C trunk (model) dim, W head width, H SwiGLU hidden width, F timestep-frequency dim.
+
+Architecture (DESIGN.md; DiT/MAR-style AdaLN-Zero):
+    h = Linear(D -> W)(x_t)
+    c = Linear(C -> W)(RMSNorm(cond)) + MLP(sinusoid(t))             conditioning vector [M, W]
+    depth x [ shift, scale, gate = Linear(SiLU(c)); h = h + gate * SwiGLU(RMSNorm(h) * (1 + scale) + shift) ]
+    out = Linear(W -> D)(RMSNorm(h) * (1 + scale) + shift)            raw model output: eps or v
+The modulation layers (the only ones with biases) and the output Linear start at zero, so the initial output
+is exactly zero and every block starts as the identity.
+
+Two verbs:
+- ``loss(target, cond, mask)``: each (target, cond) pair is repeated ``batch_mul`` times with fresh noise and
+  t ~ U{0..T-1}; MSE to the eps / v target, averaged over D and the draws, then a (weighted) mean over the
+  selected positions.
+- ``sample(cond, ...)``: x_T ~ N(0, temperature^2 I), then DPM-Solver++(2M) or ancestral DDPM (see
+  ``latentlm/diffusion.py``). ``temperature`` scales the initial noise and, for DDPM, every injected noise draw;
+  temperature = 1 samples the model, < 1 trades diversity for typicality, 0 gives the deterministic ODE image of
+  x_T = 0 with DPM-Solver++. CFG runs cond and uncond rows in one batched forward and combines the raw model
+  outputs (equivalent to combining x0 or eps, since those are affine in the output with weights summing to 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentlm.diffusion import (
+    DiffusionConfig,
+    NoiseSchedule,
+    Spacing,
+    cfg_combine,
+    ddpm_ancestral,
+    dpm_solver_pp_2m,
+)
+from latentlm.transformer import RMSNorm
+
+
+@dataclass
+class HeadConfig:
+    latent_dim: int = 16  # D
+    cond_dim: int = 256  # C of the trunk
+    width: int = 256  # W
+    depth: int = 4
+    mlp_ratio: float = 4.0  # SwiGLU hidden H = width * mlp_ratio * 2/3, rounded to a multiple of 8
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "cond_dim", "width"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"HeadConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.depth < 0:
+            raise ValueError(f"HeadConfig.depth must be >= 0, got {self.depth}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"HeadConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
+
+    @property
+    def hidden(self) -> int:
+        return max(8, 8 * round(self.width * self.mlp_ratio * 2 / 3 / 8))
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of integer timesteps: t [M] -> [M, dim] float32 (cos half, then sin half)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]  # [M, half]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # [M, 2*half]
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.w_in = nn.Linear(width, 2 * hidden, bias=False)
+        self.w_out = nn.Linear(hidden, width, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.w_in(x).chunk(2, dim=-1)  # [M, H] each
+        return self.w_out(F.silu(a) * b)
+
+
+class HeadBlock(nn.Module):
+    """RMSNorm -> AdaLN shift/scale -> SwiGLU -> gate -> residual."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.norm = RMSNorm(width)
+        self.mlp = SwiGLU(width, hidden)
+        self.ada = nn.Linear(width, 3 * width)  # zero-initialised by the head
+
+    def forward(self, h: Tensor, c_act: Tensor) -> Tensor:
+        shift, scale, gate = self.ada(c_act).chunk(3, dim=-1)  # [M, W] each
+        return h + gate * self.mlp(self.norm(h) * (1 + scale) + shift)
+
+
+class DiffusionHead(nn.Module):
+    FREQ_DIM = 256  # F
+
+    def __init__(self, cfg: HeadConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.schedule = NoiseSchedule(cfg.diffusion)
+        W = cfg.width
+        self.x_in = nn.Linear(cfg.latent_dim, W, bias=False)
+        self.cond_norm = RMSNorm(cfg.cond_dim)
+        self.cond_proj = nn.Linear(cfg.cond_dim, W, bias=False)
+        self.t_mlp = nn.Sequential(nn.Linear(self.FREQ_DIM, W), nn.SiLU(), nn.Linear(W, W))
+        self.blocks = nn.ModuleList(HeadBlock(W, cfg.hidden) for _ in range(cfg.depth))
+        self.final_norm = RMSNorm(W)
+        self.final_ada = nn.Linear(W, 2 * W)
+        self.out = nn.Linear(W, cfg.latent_dim, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """AdaLN-Zero: modulation layers and the output projection start at zero."""
+        for ada in [b.ada for b in self.blocks] + [self.final_ada]:
+            nn.init.zeros_(ada.weight)
+            nn.init.zeros_(ada.bias)
+        nn.init.zeros_(self.out.weight)
+
+    # ---- shapes ------------------------------------------------------------------------------------------
+    def _check_cond(self, cond: Tensor, rows: int | None = None, name: str = "cond") -> None:
+        C = self.cfg.cond_dim
+        if cond.ndim != 2 or cond.shape[1] != C or (rows is not None and cond.shape[0] != rows):
+            want = f"[{rows if rows is not None else 'M'}, {C}]"
+            raise ValueError(f"{name} must have shape {want}, got {list(cond.shape)}")
+
+    def _check_latent(self, x: Tensor, name: str) -> None:
+        if x.ndim != 2 or x.shape[1] != self.cfg.latent_dim:
+            raise ValueError(f"{name} must have shape [M, {self.cfg.latent_dim}], got {list(x.shape)}")
+
+    # ---- network -----------------------------------------------------------------------------------------
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x_t [M, D], t Long[M] in [0, T), cond [M, C] -> raw model output [M, D] (eps or v)."""
+        self._check_latent(x_t, "x_t")
+        M = x_t.shape[0]
+        self._check_cond(cond, M)
+        if t.shape != (M,) or t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise ValueError(f"t must be an integer tensor of shape [{M}], got {t.dtype} {list(t.shape)}")
+        temb = timestep_embedding(t, self.FREQ_DIM).to(x_t.dtype)  # [M, F]
+        c = self.cond_proj(self.cond_norm(cond)) + self.t_mlp(temb)  # [M, W]
+        c_act = F.silu(c)
+        h = self.x_in(x_t)  # [M, W]
+        for block in self.blocks:
+            h = block(h, c_act)
+        shift, scale = self.final_ada(c_act).chunk(2, dim=-1)  # [M, W] each
+        return self.out(self.final_norm(h) * (1 + scale) + shift)
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def loss(
+        self,
+        target: Tensor,
+        cond: Tensor,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Diffusion loss (scalar). target [M, D] clean latents, cond [M, C], mask [M] bool or float weights.
+
+        Rows with mask == 0 are dropped before any computation (they cannot affect values or gradients, even
+        if they hold NaN); the result is sum(w * loss_row) / sum(w) over the kept rows, 0 when none is kept.
+        Noise and t are drawn with ``generator``, which must live on the data's device.
+        """
+        self._check_latent(target, "target")
+        M = target.shape[0]
+        self._check_cond(cond, M)
+        weights = None
+        if mask is not None:
+            if mask.shape != (M,):
+                raise ValueError(f"mask must have shape [{M}], got {list(mask.shape)}")
+            weights = mask.to(torch.float32)
+            if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+                raise ValueError("mask weights must be finite and >= 0")
+            keep = weights > 0  # [M]
+            target, cond, weights = target[keep], cond[keep], weights[keep]
+        m, bm = target.shape[0], self.cfg.diffusion.batch_mul
+        x0 = target.repeat(bm, 1)  # [bm*m, D], row r is position r % m
+        c = cond.repeat(bm, 1)  # [bm*m, C]
+        t = torch.randint(0, self.schedule.num_steps, (bm * m,), generator=generator, device=target.device)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = self.schedule.q_sample(x0, t, noise)
+        out = self(x_t, t, c)
+        err = (out.float() - self.schedule.target(x0, noise, t).float()).square().mean(-1)  # [bm*m]
+        per_row = err.view(bm, m).mean(0)  # [m]
+        if weights is None:
+            return per_row.mean() if m > 0 else per_row.sum()
+        return (per_row * weights).sum() / weights.sum().clamp_min(1e-12)
+
+    # ---- sampling ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: Tensor,
+        steps: int = 10,
+        cfg: float = 1.0,
+        uncond: Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        solver: Literal["dpm++2m", "ddpm"] = "dpm++2m",
+        spacing: Spacing = "quadratic",
+    ) -> Tensor:
+        """cond [M, C] -> latents [M, D] (dtype of cond).
+
+        ``steps``: network evaluations (x2 rows with CFG). For ``ddpm`` it is the number of respaced ancestral
+        steps; pass ``steps=cfg.diffusion.num_train_steps`` for the full reference sampler. ``spacing`` applies
+        to DPM-Solver++ only. ``cfg`` != 1 needs ``uncond`` [M, C] (e.g. the trunk state for a null condition).
+        """
+        self._check_cond(cond)
+        M = cond.shape[0]
+        guided = cfg != 1.0
+        if guided:
+            if uncond is None:
+                raise ValueError(f"cfg={cfg} needs an `uncond` condition tensor of shape [{M}, C]")
+            self._check_cond(uncond, M, "uncond")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if solver not in ("dpm++2m", "ddpm"):
+            raise ValueError(f"solver must be 'dpm++2m' or 'ddpm', got {solver!r}")
+        c_in = torch.cat([cond, uncond]) if guided else cond  # [2M, C] or [M, C]
+        dtype = cond.dtype
+
+        def denoise(x: Tensor, t: Tensor) -> Tensor:  # x [M, D] float32, t [M] -> x0_hat [M, D] float32
+            if guided:
+                out = self(torch.cat([x, x]).to(dtype), torch.cat([t, t]), c_in).float()  # [2M, D]
+                out = cfg_combine(out[:M], out[M:], cfg)
+            else:
+                out = self(x.to(dtype), t, c_in).float()
+            return self.schedule.to_x0_eps(out, x, t)[0]
+
+        shape = (M, self.cfg.latent_dim)
+        x_T = torch.randn(shape, generator=generator, device=cond.device, dtype=torch.float32) * temperature
+        if solver == "dpm++2m":
+            x0 = dpm_solver_pp_2m(denoise, x_T, self.schedule, steps, spacing)
+        else:
+            x0 = ddpm_ancestral(denoise, x_T, self.schedule, generator, steps, temperature)
+        return x0.to(dtype)
