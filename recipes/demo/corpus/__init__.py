@@ -1,0 +1,1 @@
+"""Pieces of the offline demo corpus generator (recipes/demo/make_corpus.py): voices and texts."""
