@@ -20,7 +20,7 @@ for arg in "$@"; do
 done
 
 if [[ "$SYSTEM" == 1 ]]; then
-  PKGS=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox bible-kjv bible-kjv-text chromium)
+  PKGS=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox bible-kjv bible-kjv-text chromium ffmpeg)
   missing=()
   for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if (( ${#missing[@]} )); then

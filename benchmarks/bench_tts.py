@@ -1,0 +1,166 @@
+"""TTS speed on this machine's CPU: RTF for 10 s of speech with its breakdown, time to first audio when
+streaming, and the speed-up from the KV cache.
+
+    python -m benchmarks.bench_tts [--checkpoint checkpoints/tts_demo] [--seconds 10] [--steps 10] [--cfg 1.5]
+
+Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
+(recipes/demo/tts_small.yaml, with checkpoints/vae_small as its VAE when present) that is made to run to the
+length cap: speed does not depend on the weights, only on how many frames are generated. The label says which.
+
+- RTF = wall time / seconds of audio; breakdown: trunk forwards (prefill + one cached step per frame),
+  diffusion-head solver (``steps`` evaluations per frame, x2 rows with CFG), VAE decode, the rest.
+- Time to first audio: from calling ``stream`` to its first chunk (prompt encoding and prefill included).
+- KV cache: trunk time with the cache against re-running the whole prefix + generated frames every step
+  (measured on every 25th step and integrated over the generated length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from latentlm.sequence import Batch
+from tts.layout import MODALITY
+from tts.model import TTS, TTSConfig
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = Path("/work/shared/data/real_speech/dev/coqui__LJ001-0002.wav")
+PROMPT_TEXT = "in being comparatively modern."
+TEXT = "The quick brown fox jumps over the lazy dog while the children watch from the old stone bridge near the mill"
+
+
+def demo_size_untrained() -> TTS:
+    from latentlm.config import load_config
+    from latentlm.model import LatentLM
+    from tts.frontend import Frontend
+    from tts.testing import tiny_vae_config
+    from tts.train import TrainConfig
+    from vocoder_vae.model import AudioVAE
+
+    cfg: TTSConfig = load_config(TrainConfig, REPO / "recipes/demo/tts_small.yaml").tts
+    vae_dir = REPO / "checkpoints/vae_small"
+    vae = AudioVAE.from_pretrained(vae_dir) if vae_dir.is_dir() else AudioVAE(tiny_vae_config(cfg.latent_dim))
+    lm = LatentLM(cfg.model).eval()
+    with torch.no_grad():  # never stop: every run generates exactly the capped length
+        lm.lm_head.weight[[lm.layout.lat, lm.layout.end[MODALITY]]] = 0.0
+    return TTS(cfg, lm, vae, Frontend(cfg.language))
+
+
+class Timer:
+    """Wraps a module method and accumulates its wall time."""
+
+    def __init__(self, obj, name: str):
+        self.obj, self.name, self.total, self.calls = obj, name, 0.0, 0
+        self.orig = getattr(obj, name)
+
+        def wrapped(*a, **k):
+            t = time.perf_counter()
+            out = self.orig(*a, **k)
+            self.total += time.perf_counter() - t
+            self.calls += 1
+            return out
+
+        setattr(obj, name, wrapped)
+
+    def reset(self) -> None:
+        self.total, self.calls = 0.0, 0
+
+    def remove(self) -> None:
+        delattr(self.obj, self.name)
+
+
+def no_cache_trunk_time(tts: TTS, frames: int, prompt: torch.Tensor, phonemes: list[int], rows: int) -> float:
+    """Estimated trunk time if every step re-ran the whole sequence (no KV cache)."""
+    from tts.layout import generation_prefix
+
+    lm = tts.lm
+    prefix, _ = generation_prefix(lm, [phonemes], [prompt], 1.0)
+    n0 = prefix.tokens.shape[1]
+    total, probe = 0.0, list(range(0, frames, 25))
+    for k in probe:
+        n = n0 + k
+        b = Batch(
+            tokens=torch.full((rows, n), lm.layout.lat),
+            latents=torch.randn(rows, n, prefix.latents.shape[-1]),
+            modality=torch.zeros(rows, n, dtype=torch.long),
+            valid=torch.ones(rows, n, dtype=torch.bool),
+            weight=torch.zeros(rows, n),
+        )
+        t = time.perf_counter()
+        with torch.no_grad():
+            lm(b)
+        total += (time.perf_counter() - t) * min(25, frames - k)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--cfg", type=float, default=1.5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ckpt = Path(args.checkpoint) if args.checkpoint else REPO / "checkpoints/tts_demo"
+    if ckpt.is_dir():
+        tts, label = TTS.from_pretrained(ckpt), f"release {ckpt}"
+    else:
+        tts, label = demo_size_untrained(), "UNTRAINED demo-size model (recipes/demo/tts_small.yaml)"
+    n = sum(p.numel() for p in tts.lm.parameters())
+    print(
+        f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, torch threads {torch.get_num_threads()}"
+    )
+    kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=args.cfg, seed=0, max_seconds=args.seconds)
+    tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
+
+    trunk, head = Timer(tts.lm, "forward"), Timer(tts.lm.heads[MODALITY], "sample")
+    res = tts.synthesize(TEXT, PROMPT, **kw)
+    tm = res.info["timings"]
+    audio_s = res.duration
+    frames = sum(res.info["frames"])
+    print(
+        f"\nsynthesis: {audio_s:.2f} s of audio ({frames} frames, stop {res.info['stop']}), steps {args.steps}, "
+        f"cfg {args.cfg}"
+    )
+    print(f"  RTF {tm['total_s'] / audio_s:.3f}  (wall {tm['total_s']:.2f} s)")
+    other = tm["total_s"] - trunk.total - head.total - tm["vae_decode_s"]
+    for name, t in [
+        ("trunk (prefill + cached steps)", trunk.total),
+        ("diffusion head solver", head.total),
+        ("VAE decode", tm["vae_decode_s"]),
+        ("prompt encode, text, glue", other),
+    ]:
+        print(f"  {name:32s} {t:7.3f} s  RTF {t / audio_s:.3f}  ({100 * t / tm['total_s']:.0f}%)")
+    print(
+        f"  per frame: trunk {1e3 * trunk.total / max(frames, 1):.1f} ms, head {1e3 * head.total / max(frames, 1):.1f} ms"
+    )
+
+    trunk.remove()
+    head.remove()
+    t0 = time.perf_counter()
+    it = tts.stream(TEXT, PROMPT, chunk_frames=4, first_chunk_frames=1, **kw)
+    first = next(it)
+    ttfa = time.perf_counter() - t0
+    it.close()
+    print(
+        f"\nstreaming: time to first audio {ttfa:.3f} s (first chunk {len(first) / tts.sample_rate * 1e3:.0f} ms)"
+    )
+
+    wav = tts.load_prompt(PROMPT)
+    prompt = tts.lm.normalize(MODALITY, tts.vae.encode(wav, tts.sample_rate))
+    ph = tts.frontend.encode(PROMPT_TEXT) + [1] + tts.frontend.encode(TEXT)
+    rows = 2 if args.cfg != 1.0 else 1
+    nocache = no_cache_trunk_time(tts, frames, prompt, ph, rows)
+    print(
+        f"\nKV cache: trunk {trunk.total:.2f} s with cache vs {nocache:.2f} s re-running the sequence each step "
+        f"-> {nocache / max(trunk.total, 1e-9):.1f}x; whole synthesis RTF without cache "
+        f"{(tm['total_s'] - trunk.total + nocache) / audio_s:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The whole demo pipeline on ONE H100-class GPU in about 10 minutes, offline:
+#   synthetic corpus (+ the real LibriSpeech clips) -> audio VAE -> latents -> TTS LatentLM -> release in OUTPUT_DIR.
+#
+#   recipes/demo/gpu.sh --prepare          # on a NETWORKED machine: fills recipes/demo/offline/ (wheels + .debs)
+#   recipes/demo/gpu.sh OUTPUT_DIR         # on the GPU machine (no network needed): installs from offline/, runs
+#
+# offline/ layout: offline/wheels/*.whl (pip download -r requirements.txt, for the GPU machine's Python),
+#                  offline/debs/*.deb    (apt-get download of the speech engines make_corpus.py uses + their deps).
+# Env knobs: PYTHON (default python3), VAE_MINUTES (3), TTS_MINUTES (4), CORPUS_HOURS (2), REAL_SPEECH (folder).
+# Status: written for issue 5, NOT yet run on a GPU (no GPU time in the session that wrote it).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+OFF="$HERE/offline"
+PY="${PYTHON:-python3}"
+DEBS="espeak-ng espeak-ng-data libespeak-ng1 flite festival festvox-kallpc16k sox libsox-fmt-all"
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  mkdir -p "$OFF/wheels" "$OFF/debs"
+  "$PY" -m pip download -d "$OFF/wheels" -r "$REPO/requirements.txt"
+  (cd "$OFF/debs" && apt-get download $(apt-cache depends --recurse --no-recommends --no-suggests \
+      --no-conflicts --no-breaks --no-replaces --no-enhances $DEBS | grep '^\w' | sort -u)) || true
+  echo "offline bundle ready in $OFF ($(du -sh "$OFF" | cut -f1)); copy the repo with it to the GPU machine"
+  exit 0
+fi
+
+OUT="${1:?usage: recipes/demo/gpu.sh OUTPUT_DIR | --prepare}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+WORK="$OUT/work"
+mkdir -p "$WORK"
+cd "$REPO"
+export PYTHONPATH="$REPO" OMP_NUM_THREADS=8
+
+if [[ -d "$OFF/debs" ]] && ls "$OFF/debs"/*.deb >/dev/null 2>&1 && ! command -v flite >/dev/null; then
+  dpkg -i "$OFF/debs"/*.deb || true
+fi
+if [[ -d "$OFF/wheels" ]]; then
+  "$PY" -m venv "$WORK/venv" && PY="$WORK/venv/bin/python"
+  "$PY" -m pip install --no-index --find-links "$OFF/wheels" -r requirements.txt
+fi
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+
+T0=$(date +%s)
+REAL="${REAL_SPEECH:-$REPO/../shared/data/real_speech}"
+REAL_ARG=(); [[ -d "$REAL" ]] && REAL_ARG=(--real-speech "$REAL")
+echo "== 1/4 corpus"
+"$PY" recipes/demo/make_corpus.py "$WORK/corpus" --hours "${CORPUS_HOURS:-2}" --speakers 120 \
+  --sample-rate 16000 --workers "$(nproc)" "${REAL_ARG[@]}"
+
+echo "== 2/4 audio VAE"
+"$PY" -m vocoder_vae.train recipes/demo/vae_small.yaml data.train="$WORK/corpus/train.jsonl" device=cuda \
+  out_dir="$WORK/vae" time_limit_minutes="${VAE_MINUTES:-3}" data.batch_size=64 progress=false \
+  --export "$OUT/vae_release"
+
+echo "== 3/4 latents"
+"$PY" - "$WORK" "$OUT/vae_release" <<'PYEOF'
+import sys, torch
+from tts.data import extract_latents
+from tts.manifests import read_jsonl
+from vocoder_vae.model import AudioVAE
+work, vae_dir = sys.argv[1], sys.argv[2]
+vae = AudioVAE.from_pretrained(vae_dir, device="cuda")
+extract_latents(read_jsonl(f"{work}/corpus/train.jsonl"), vae, f"{work}/latents", progress=False)
+PYEOF
+
+echo "== 4/4 TTS"
+"$PY" -m tts.train recipes/demo/tts_small.yaml data.manifest="$WORK/corpus/train.jsonl" \
+  data.latents="$WORK/latents" data.valid_manifest="$WORK/corpus/valid.jsonl" vae="$OUT/vae_release" \
+  device=cuda threads=8 data.max_frames=12000 optim.lr=0.001 max_steps=3000 \
+  time_limit_minutes="${TTS_MINUTES:-4}" out_dir="$WORK/tts" progress=false --export "$OUT/release"
+echo "done in $(( $(date +%s) - T0 )) s: release in $OUT/release (load with TTS.from_pretrained)"

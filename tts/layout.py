@@ -1,0 +1,118 @@
+"""TTS sequences on the shared LatentLM: training items and generation prefixes.
+
+Dimension legend: B batch, N phoneme tokens, Tp prompt frames, Tt target frames, D latent dim.
+
+One sequence per utterance (VALL-E style, DESIGN.md):
+
+    <bos> phonemes(prompt text + " " + target text) <bo_audio> latents(prompt) latents(target) <eo_audio>
+
+Loss weights live on the predicted item (latentlm.sequence): phonemes 0, <bo_audio> 0 (pure condition),
+prompt latents ``prompt_loss_weight`` (default 0), target latents 1, <eo_audio> 1 (the LM head learns to stop).
+Condition dropout for classifier-free guidance replaces the whole phoneme span by one ``<null>`` token; the
+prompt audio stays (the unconditional branch still knows the voice). Latents enter the model normalised with
+the statistics stored in the LatentLM; in training they are first sigma-VAE-noised (``z = mu + sigma * eps``,
+one sigma per sequence, sigma ~ |N(0, (s / 0.8)^2)|), exactly the noise the audio VAE's decoder was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from latentlm.model import LatentLM
+from latentlm.sequence import Batch, Latents, Span, Tokens, pack
+from latentlm.sigma_vae import draw_sigma
+
+MODALITY = "audio"
+SPACE_ID = 1  # " " in tts.frontend.Vocab (symbols[1]); joins prompt and target phonemes
+
+
+def phoneme_condition(lm: LatentLM, phonemes: Sequence[int] | Tensor, drop: bool = False) -> Tokens:
+    """The phoneme span as layout ids (weight 0), or a single ``<null>`` when the condition is dropped."""
+    if drop:
+        return Tokens(torch.tensor([lm.layout.null]), weight=0.0)
+    ids = torch.as_tensor(phonemes, dtype=torch.long).reshape(-1)
+    if ids.numel() == 0:
+        raise ValueError("empty phoneme sequence")
+    return Tokens(lm.layout.text(ids), weight=0.0)
+
+
+def prefix_spans(
+    lm: LatentLM, phonemes: Sequence[int] | Tensor, prompt_latents: Tensor, drop: bool = False
+) -> list[Span]:
+    """``<bos> phonemes <bo_audio> prompt`` (prompt_latents [Tp, D], normalised): what generation continues."""
+    lay = lm.layout
+    return [
+        Tokens(torch.tensor([lay.bos]), weight=0.0),
+        phoneme_condition(lm, phonemes, drop),
+        Tokens(torch.tensor([lay.begin[MODALITY]]), weight=0.0),
+        Latents(MODALITY, prompt_latents, weight=0.0),
+    ]
+
+
+def training_spans(
+    lm: LatentLM,
+    phonemes: Sequence[int] | Tensor,
+    prompt_latents: Tensor,
+    target_latents: Tensor,
+    prompt_loss_weight: float = 0.0,
+    drop: bool = False,
+) -> list[Span]:
+    """The whole training sequence with its loss weights (latents [Tp, D] / [Tt, D], already normalised)."""
+    spans = prefix_spans(lm, phonemes, prompt_latents, drop)
+    spans[-1].weight = float(prompt_loss_weight)
+    return spans + [
+        Latents(MODALITY, target_latents, weight=1.0),
+        Tokens(torch.tensor([lm.layout.end[MODALITY]]), weight=1.0),
+    ]
+
+
+def noisy_normalised(lm: LatentLM, mus: list[Tensor], noise_scale: float, generator: torch.Generator | None):
+    """sigma-VAE noise with ONE sigma shared by the given pieces of one sequence, then normalisation.
+    mus: list of [T_i, D] latent means -> list of [T_i, D] normalised noisy latents."""
+    if noise_scale > 0:
+        ref = mus[0]
+        sigma = draw_sigma(1, noise_scale, generator, ref.device, ref.dtype)  # [1]
+        mus = [
+            m + sigma * torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype) for m in mus
+        ]
+    return [lm.normalize(MODALITY, m) for m in mus]
+
+
+def training_batch(
+    lm: LatentLM,
+    collated: dict,
+    *,
+    p_uncond: float = 0.1,
+    prompt_loss_weight: float = 0.0,
+    latent_noise_scale: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> Batch:
+    """tts.data.collate output -> packed ``Batch`` (noise, normalisation and condition dropout applied).
+    Every random draw comes from ``generator`` in row order, so a batch is a pure function of its seed."""
+    ph, ph_mask = collated["phonemes"], collated["phoneme_mask"]  # [B, N]
+    zp, zp_mask = collated["prompt_latents"], collated["prompt_mask"]  # [B, Tp, D], [B, Tp]
+    zt, zt_mask = collated["target_latents"], collated["target_mask"]  # [B, Tt, D], [B, Tt]
+    seqs = []
+    for b in range(ph.shape[0]):
+        drop = bool(torch.rand((), generator=generator) < p_uncond) if p_uncond > 0 else False
+        prompt, target = noisy_normalised(
+            lm, [zp[b][zp_mask[b]], zt[b][zt_mask[b]]], latent_noise_scale, generator
+        )
+        seqs.append(training_spans(lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop))
+    return pack(seqs, lm.layout, lm.latent_dims)
+
+
+def generation_prefix(
+    lm: LatentLM, phonemes: list[Sequence[int]], prompts: list[Tensor], cfg: float
+) -> tuple[Batch, Batch | None]:
+    """Right-padded prefixes for ``LatentLM.generate`` (prompts: normalised [Tp, D] each) and, when
+    cfg != 1, the unconditional rows (phonemes replaced by ``<null>``)."""
+    dims = lm.latent_dims
+    cond = pack([prefix_spans(lm, p, z) for p, z in zip(phonemes, prompts)], lm.layout, dims)
+    if cfg == 1.0:
+        return cond, None
+    uncond = pack([prefix_spans(lm, p, z, drop=True) for p, z in zip(phonemes, prompts)], lm.layout, dims)
+    return cond, uncond

@@ -1,0 +1,470 @@
+"""TTS: zero-shot voice cloning on the shared LatentLM. The one public API every front end calls.
+
+Dimension legend: B rows, T latent frames, D latent dim, L samples.
+
+    tts = TTS.from_pretrained("checkpoints/tts_demo")
+    res = tts.synthesize("Hello there.", "prompt.wav", prompt_text=None, steps=10, cfg=1.5, seed=0)
+    res.audio  # float32 [L] at res.sample_rate: only the new speech, never the prompt
+    for chunk in tts.stream("Hello there.", "prompt.wav"):  # float32 chunks while frames are generated
+        ...
+    results = tts.synthesize_batch([{"text": ..., "prompt_audio": ..., "prompt_text": ..., "seed": 0}, ...])
+
+A release directory holds ``model.safetensors`` + ``config.json`` (kind "tts": the TTSConfig, and in ``meta`` the
+front end's vocabulary and espeak-ng version) and the audio VAE release in ``vae/``. Loading is strict.
+
+Input rules (``TTSInputError``, a ValueError): text must phonemize to something; the prompt must be readable,
+not silent, between ``min_prompt_seconds`` (1 s) and ``max_prompt_seconds`` (30 s; longer prompts are rejected,
+not trimmed, because a trimmed prompt would no longer match a given prompt_text). Bare arrays / tensors are taken
+to be at the model's sample rate; pass ``(sample_rate, array)`` otherwise. Stereo is averaged.
+Length cap per sentence: ``ceil(phonemes * max_frames_per_phoneme) + min_cap_seconds * frame_rate`` frames,
+at most ``max_output_seconds`` (and ``max_seconds`` of the call). The end of speech is the LM head's
+``<eo_audio>`` (greedy by default: ``token_temperature`` 0).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from latentlm.checkpoint import load_release, load_state_dict_strict, save_release
+from latentlm.config import from_dict
+from latentlm.head import HeadConfig
+from latentlm.model import LatentLM, LatentLMConfig
+from latentlm.transformer import TransformerConfig
+from tts.frontend import Frontend
+from tts.layout import MODALITY, SPACE_ID, generation_prefix
+from vocoder_vae.audio import prepare
+from vocoder_vae.model import AudioVAE
+
+RELEASE_KIND = "tts"
+VAE_SUBDIR = "vae"
+
+
+class TTSInputError(ValueError):
+    """Bad input to the TTS API (text, prompt audio, checkpoint); the message says what and why."""
+
+
+def _default_lm() -> LatentLMConfig:
+    """The demo size (recipes/demo/tts_small.yaml holds the same numbers): phoneme vocab v1, 32-dim audio."""
+    return LatentLMConfig(
+        vocab_size=79,
+        trunk=TransformerConfig(dim=256, n_layers=6, n_heads=4, n_kv_heads=2, max_seq_len=2048),
+        modalities={MODALITY: HeadConfig(latent_dim=32, cond_dim=256, width=256, depth=3)},
+    )
+
+
+@dataclass
+class TTSConfig:
+    model: LatentLMConfig = field(default_factory=_default_lm)
+    language: str = "en-us"  # espeak-ng voice of the front end
+    frame_rate: float = 25.0  # latent frames per second (must match the VAE)
+    p_uncond: float = 0.1  # condition dropout for classifier-free guidance
+    prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
+    latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
+    max_frames_per_phoneme: float = 6.0  # length cap: frames per phoneme symbol ...
+    min_cap_seconds: float = 2.0  # ... plus this much
+    max_output_seconds: float = 40.0  # absolute cap per sentence
+    min_prompt_seconds: float = 1.0
+    max_prompt_seconds: float = 30.0
+    silence_rms: float = 1e-3  # prompts quieter than this RMS count as silent
+    sentence_max_chars: int = 250
+    pause_seconds: float = 0.2  # silence between sentences of a long text
+    token_temperature: float = 0.0  # LM-head sampling of <lat> vs <eo_audio>; 0 = greedy
+
+    def __post_init__(self) -> None:
+        if MODALITY not in self.model.modalities:
+            raise ValueError(
+                f"TTSConfig.model needs an {MODALITY!r} modality, has {list(self.model.modalities)}"
+            )
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0:
+            raise ValueError("frame_rate and max_frames_per_phoneme must be positive")
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.modalities[MODALITY].latent_dim
+
+
+@dataclass
+class SynthesisResult:
+    audio: np.ndarray  # float32 [L]
+    sample_rate: int
+    prompt_text: str
+    info: dict = field(default_factory=dict)  # frames, stop reasons, timings
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@dataclass
+class _Job:
+    prompt: Tensor  # [Tp, D] normalised prompt latents
+    prompt_text: str
+    sentences: list[str]
+    phonemes: list[list[int]]  # per sentence: prompt phonemes + " " + sentence phonemes
+    caps: list[int]  # per sentence: frame cap
+    timings: dict
+
+
+class TTS:
+    def __init__(self, cfg: TTSConfig, lm: LatentLM, vae: AudioVAE, frontend: Frontend):
+        if len(frontend.vocab) != cfg.model.vocab_size:
+            raise TTSInputError(
+                f"front end vocabulary has {len(frontend.vocab)} symbols, the model expects {cfg.model.vocab_size}"
+            )
+        if vae.latent_dim != cfg.latent_dim:
+            raise TTSInputError(f"VAE latent dim {vae.latent_dim} != model latent dim {cfg.latent_dim}")
+        if abs(vae.frame_rate - cfg.frame_rate) > 1e-6:
+            raise TTSInputError(
+                f"VAE frame rate {vae.frame_rate:g} Hz != model frame rate {cfg.frame_rate:g} Hz"
+            )
+        self.cfg, self.lm, self.vae, self.frontend = cfg, lm.eval(), vae.eval(), frontend
+        self._asr = None
+
+    # ------------------------------------------------------------------ releases
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TTS:
+        directory = Path(directory)
+        try:
+            sd, cfg_dict, meta = load_release(directory, kind=RELEASE_KIND)
+            cfg = from_dict(TTSConfig, cfg_dict)
+            if "frontend" not in meta:
+                raise ValueError(f"{directory}/config.json has no front end (meta.frontend)")
+            frontend = Frontend.from_dict(meta["frontend"])
+            if not (directory / VAE_SUBDIR).is_dir():
+                raise FileNotFoundError(f"{directory} has no {VAE_SUBDIR}/ folder with the audio VAE release")
+            vae = AudioVAE.from_pretrained(directory / VAE_SUBDIR, device=device)
+            lm = LatentLM(cfg.model)
+            load_state_dict_strict(lm, sd, source=str(directory))
+        except TTSInputError:
+            raise
+        except (OSError, ValueError, KeyError) as e:
+            raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
+        return cls(cfg, lm.to(device), vae, frontend)
+
+    def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
+        directory = Path(directory)
+        full = {**(meta or {}), "frontend": self.frontend.to_dict(), "vae": VAE_SUBDIR}
+        save_release(directory, self.lm, self.cfg, meta=full, kind=RELEASE_KIND)
+        self.vae.save_pretrained(directory / VAE_SUBDIR)
+        return directory
+
+    @property
+    def sample_rate(self) -> int:
+        return self.vae.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    # ------------------------------------------------------------------ inputs
+    def load_prompt(self, prompt_audio) -> Tensor:
+        """path | np.ndarray | torch.Tensor | (sample_rate, array) -> float32 [L] at the model rate, validated."""
+        sr = self.sample_rate
+        if isinstance(prompt_audio, (str, Path)):
+            path = Path(prompt_audio)
+            if not path.is_file():
+                raise TTSInputError(f"prompt audio file not found: {path}")
+            try:
+                wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            except Exception as e:
+                raise TTSInputError(
+                    f"cannot read prompt audio {path} (corrupt or unsupported format): {e}"
+                ) from e
+        elif isinstance(prompt_audio, tuple) and len(prompt_audio) == 2:
+            sr, wav = prompt_audio
+            if not isinstance(sr, (int, np.integer)):
+                raise TTSInputError(f"prompt tuple must be (sample_rate, samples), got sample_rate={sr!r}")
+        elif isinstance(prompt_audio, (np.ndarray, torch.Tensor)):
+            wav = prompt_audio
+        else:
+            raise TTSInputError(
+                f"prompt_audio must be a path, an array, a tensor or (sample_rate, array); got {type(prompt_audio).__name__}"
+            )
+        try:
+            x = prepare(wav, int(sr), self.sample_rate, name="prompt audio")
+        except ValueError as e:
+            raise TTSInputError(str(e)) from e
+        dur = x.numel() / self.sample_rate
+        if dur < self.cfg.min_prompt_seconds:
+            raise TTSInputError(f"prompt audio is too short: {dur:.2f} s < {self.cfg.min_prompt_seconds:g} s")
+        if dur > self.cfg.max_prompt_seconds:
+            raise TTSInputError(
+                f"prompt audio is too long: {dur:.1f} s > {self.cfg.max_prompt_seconds:g} s; cut it to a few seconds"
+            )
+        rms = float(x.pow(2).mean().sqrt())
+        if rms < self.cfg.silence_rms:
+            raise TTSInputError(f"prompt audio is (nearly) silent: RMS {rms:.1e} < {self.cfg.silence_rms:g}")
+        return x
+
+    def transcribe(self, wav: Tensor) -> str:
+        """Offline Whisper-base transcript of a prompt (loaded once, on first use)."""
+        if self._asr is None:
+            from evaluation.asr import build_asr
+
+            self._asr = build_asr("whisper-base")
+        return self._asr.transcribe([wav.numpy()], sample_rate=self.sample_rate)[0].strip()
+
+    def _encode_text(self, text: str, what: str) -> list[int]:
+        try:
+            return self.frontend.encode(text)
+        except ValueError as e:
+            raise TTSInputError(f"{what}: {e}") from e
+
+    def frame_cap(self, n_phonemes: int, max_seconds: float | None = None) -> int:
+        c = self.cfg
+        cap = math.ceil(n_phonemes * c.max_frames_per_phoneme + c.min_cap_seconds * c.frame_rate)
+        limit = c.max_output_seconds if max_seconds is None else min(max_seconds, c.max_output_seconds)
+        if limit <= 0:
+            raise TTSInputError(f"max_seconds must be positive, got {max_seconds}")
+        return max(1, min(cap, int(limit * c.frame_rate)))
+
+    def _prepare(self, text, prompt_audio, prompt_text, max_seconds) -> _Job:
+        t0 = time.perf_counter()
+        if not isinstance(text, str) or not text.strip():
+            raise TTSInputError("text is empty: nothing to synthesize")
+        wav = self.load_prompt(prompt_audio)
+        timings = {}
+        if prompt_text is None:
+            t1 = time.perf_counter()
+            prompt_text = self.transcribe(wav)
+            timings["asr_s"] = time.perf_counter() - t1
+            if not prompt_text:
+                raise TTSInputError(
+                    "could not transcribe the prompt audio (no speech found); pass prompt_text"
+                )
+        elif not isinstance(prompt_text, str) or not prompt_text.strip():
+            raise TTSInputError("prompt_text is empty; pass None to transcribe the prompt automatically")
+        sentences = self.frontend.split_sentences(text, self.cfg.sentence_max_chars)
+        prompt_ph = self._encode_text(prompt_text, "prompt_text")
+        phonemes, caps = [], []
+        for s in sentences:
+            ph = self._encode_text(s, "text")
+            phonemes.append(prompt_ph + [SPACE_ID] + ph)
+            caps.append(self.frame_cap(len(ph), max_seconds))
+        with torch.no_grad():
+            z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
+            prompt = self.lm.normalize(MODALITY, z.to(self.device))
+        timings["prepare_s"] = time.perf_counter() - t0
+        return _Job(prompt, prompt_text, sentences, phonemes, caps, timings)
+
+    # ------------------------------------------------------------------ decoding
+    def _frames(self, phonemes, prompts, caps, steps, cfg, temperature, generator) -> Iterator[tuple]:
+        """Decode rows together; yields (row, latent [D] normalised | None, stop reason | None) as they come."""
+        if steps < 1:
+            raise TTSInputError(f"steps must be >= 1, got {steps}")
+        if cfg < 0 or temperature < 0:
+            raise TTSInputError(f"cfg and temperature must be >= 0, got cfg={cfg}, temperature={temperature}")
+        prefix, uncond = generation_prefix(self.lm, phonemes, prompts, cfg)
+        end = self.lm.layout.end[MODALITY]
+        count = [0] * len(caps)
+        done = [False] * len(caps)
+        it = self.lm.generate_stream(
+            prefix,
+            max_new=max(caps),
+            steps=steps,
+            cfg=cfg,
+            uncond=uncond,
+            temperature=temperature,
+            token_temperature=self.cfg.token_temperature,
+            generator=generator,
+        )
+        for st in it:
+            for r in range(len(caps)):
+                if done[r]:
+                    continue
+                if st.modality[r] >= 0:
+                    count[r] += 1
+                    yield r, st.latents[r, : self.cfg.latent_dim].clone(), None
+                    if count[r] >= caps[r]:
+                        done[r] = True
+                        yield r, None, "cap"
+                elif int(st.tokens[r]) == end:
+                    done[r] = True
+                    yield r, None, "eos"
+                if not done[r] and bool(st.finished[r]):
+                    done[r] = True
+                    yield r, None, "cap" if bool(st.truncated[r]) else "stop_token"
+            if all(done):
+                it.close()
+                return
+
+    def _decode_audio(self, frames: list[Tensor]) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, dtype=np.float32)
+        z = self.lm.denormalize(MODALITY, torch.stack(frames))  # [T, D]
+        return self.vae.decode(z).cpu().numpy().astype(np.float32)
+
+    def _pause(self) -> np.ndarray:
+        return np.zeros(int(self.cfg.pause_seconds * self.sample_rate), dtype=np.float32)
+
+    def _result(
+        self, job: _Job, pieces: list[np.ndarray], frames, stops, t_gen, t_vae, t0
+    ) -> SynthesisResult:
+        out = []
+        for i, p in enumerate(pieces):
+            if i:
+                out.append(self._pause())
+            out.append(p)
+        audio = np.concatenate(out) if out else np.zeros(0, np.float32)
+        total = time.perf_counter() - t0
+        info = {
+            "frames": frames,
+            "stop": stops,
+            "sentences": job.sentences,
+            "prompt_frames": int(job.prompt.shape[0]),
+            "timings": {**job.timings, "generate_s": t_gen, "vae_decode_s": t_vae, "total_s": total},
+            "rtf": total / max(len(audio) / self.sample_rate, 1e-9),
+        }
+        return SynthesisResult(audio, self.sample_rate, job.prompt_text, info)
+
+    # ------------------------------------------------------------------ public API
+    @torch.no_grad()
+    def synthesize(
+        self,
+        text: str,
+        prompt_audio,
+        prompt_text: str | None = None,
+        steps: int = 10,
+        cfg: float = 1.5,
+        temperature: float = 1.0,
+        seed: int = 0,
+        max_seconds: float | None = None,
+    ) -> SynthesisResult:
+        """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
+        generated one after the other with the same prompt and one random stream, joined by short pauses."""
+        t0 = time.perf_counter()
+        job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
+        g = torch.Generator(self.device).manual_seed(int(seed))
+        pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
+        for ph, cap in zip(job.phonemes, job.caps):
+            t1 = time.perf_counter()
+            lat, stop = [], "eos"
+            for _, z, reason in self._frames([ph], [job.prompt], [cap], steps, cfg, temperature, g):
+                if z is not None:
+                    lat.append(z)
+                else:
+                    stop = reason
+            t2 = time.perf_counter()
+            pieces.append(self._decode_audio(lat))
+            t_gen, t_vae = t_gen + t2 - t1, t_vae + time.perf_counter() - t2
+            frames.append(len(lat))
+            stops.append(stop)
+        return self._result(job, pieces, frames, stops, t_gen, t_vae, t0)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        text: str,
+        prompt_audio,
+        prompt_text: str | None = None,
+        steps: int = 10,
+        cfg: float = 1.5,
+        temperature: float = 1.0,
+        seed: int = 0,
+        max_seconds: float | None = None,
+        chunk_frames: int = 4,
+        first_chunk_frames: int = 1,
+    ) -> Iterator[np.ndarray]:
+        """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
+        frames, then every ``chunk_frames``). The chunks concatenate to ``synthesize`` with the same arguments."""
+        if chunk_frames < 1 or first_chunk_frames < 1:
+            raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
+        job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
+        g = torch.Generator(self.device).manual_seed(int(seed))
+        for i, (ph, cap) in enumerate(zip(job.phonemes, job.caps)):
+            if i:
+                yield self._pause()
+
+            def latent_chunks(ph=ph, cap=cap) -> Iterator[Tensor]:
+                buf, want = [], first_chunk_frames
+                for _, z, _reason in self._frames([ph], [job.prompt], [cap], steps, cfg, temperature, g):
+                    if z is None:
+                        continue
+                    buf.append(z)
+                    if len(buf) >= want:
+                        yield self.lm.denormalize(MODALITY, torch.stack(buf))  # [t, D]
+                        buf, want = [], chunk_frames
+                if buf:
+                    yield self.lm.denormalize(MODALITY, torch.stack(buf))
+
+            for y in self.vae.decode_stream(latent_chunks()):
+                yield y.cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def synthesize_batch(
+        self, jobs: list[dict], batch_size: int = 8, on_error: str = "raise"
+    ) -> list[SynthesisResult | TTSInputError]:
+        """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
+        "max_seconds"?}) decoded together: every sentence of every job is one row of a right-padded batch
+        (rows grouped by steps/cfg/temperature, ``batch_size`` rows per pass). Noise comes from one generator
+        per pass seeded with its first row's seed, so with temperature 0 each result equals ``synthesize``;
+        with temperature > 0 it is a draw from the same distribution. ``on_error="return"`` puts the
+        TTSInputError of a bad job in its place instead of raising."""
+        if on_error not in ("raise", "return"):
+            raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
+        t0 = time.perf_counter()
+        keys = ("text", "prompt_audio", "prompt_text", "steps", "cfg", "temperature", "seed", "max_seconds")
+        prepared: list[_Job | TTSInputError] = []
+        for i, job in enumerate(jobs):
+            unknown = sorted(set(job) - set(keys) - {"id", "out"})
+            try:
+                if unknown:
+                    raise TTSInputError(f"unknown job key(s) {unknown}; valid: {list(keys)}")
+                if "text" not in job or "prompt_audio" not in job:
+                    raise TTSInputError("a job needs 'text' and 'prompt_audio'")
+                prepared.append(
+                    self._prepare(
+                        job["text"], job["prompt_audio"], job.get("prompt_text"), job.get("max_seconds")
+                    )
+                )
+            except TTSInputError as e:
+                if on_error == "raise":
+                    raise TTSInputError(f"job {i}: {e}") from e
+                prepared.append(e)
+        rows = []  # (job index, sentence index, settings)
+        for i, p in enumerate(prepared):
+            if isinstance(p, _Job):
+                j = jobs[i]
+                key = (int(j.get("steps", 10)), float(j.get("cfg", 1.5)), float(j.get("temperature", 1.0)))
+                rows += [(i, s, key, int(j.get("seed", 0))) for s in range(len(p.sentences))]
+        lat: dict[tuple[int, int], list[Tensor]] = {}
+        stop: dict[tuple[int, int], str] = {}
+        t1 = time.perf_counter()
+        for key in sorted({r[2] for r in rows}):
+            group = [r for r in rows if r[2] == key]
+            for a in range(0, len(group), batch_size):
+                part = group[a : a + batch_size]
+                g = torch.Generator(self.device).manual_seed(part[0][3])
+                ph = [prepared[i].phonemes[s] for i, s, _, _ in part]
+                pr = [prepared[i].prompt for i, _, _, _ in part]
+                caps = [prepared[i].caps[s] for i, s, _, _ in part]
+                for r, z, reason in self._frames(ph, pr, caps, *key, g):
+                    k = part[r][:2]
+                    if z is not None:
+                        lat.setdefault(k, []).append(z)
+                    else:
+                        stop[k] = reason
+        t_gen = time.perf_counter() - t1
+        out: list[SynthesisResult | TTSInputError] = []
+        for i, p in enumerate(prepared):
+            if not isinstance(p, _Job):
+                out.append(p)
+                continue
+            t2 = time.perf_counter()
+            frames = [lat.get((i, s), []) for s in range(len(p.sentences))]
+            pieces = [self._decode_audio(f) for f in frames]
+            t_vae = time.perf_counter() - t2
+            stops = [stop.get((i, s), "eos") for s in range(len(p.sentences))]
+            out.append(self._result(p, pieces, [len(f) for f in frames], stops, t_gen, t_vae, t0))
+        return out

@@ -1,0 +1,130 @@
+"""Tiny untrained TTS releases for fast tests of every front end (CLIs, batch, Gradio app).
+
+    path = make_tiny_release(tmp_path / "tts")    # about a second; loads with TTS.from_pretrained(path)
+
+The release is real in every respect but training: a tiny LatentLM, a tiny untrained AudioVAE (16 kHz, 25 Hz),
+and the real front-end vocabulary. Its LM-head rows for ``<lat>`` and ``<eo_audio>`` are zeroed, so the greedy stop decision is a tie that
+``<lat>`` wins: like an untrained model that never learned to stop, every output runs to the length cap
+(which is what the cap tests need, deterministically).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from latentlm.head import HeadConfig
+from latentlm.model import LatentLM, LatentLMConfig
+from latentlm.sigma_vae import BottleneckConfig
+from latentlm.transformer import TransformerConfig
+from tts.frontend import Frontend
+from tts.layout import MODALITY
+from tts.model import TTS, TTSConfig
+from vocoder_vae.model import AudioVAE, VAEConfig
+
+
+def tiny_vae_config(latent_dim: int = 8) -> VAEConfig:
+    return VAEConfig(
+        sample_rate=16000,
+        strides=[2, 4, 8, 10],
+        channels=4,
+        max_channels=16,
+        dilations=[1],
+        decoder_channels=32,
+        bottleneck=BottleneckConfig(kind="sigma", latent_dim=latent_dim, sigma_scale=0.5),
+    )
+
+
+def tiny_tts_config(vocab_size: int, latent_dim: int = 8, dim: int = 32, **overrides) -> TTSConfig:
+    lm = LatentLMConfig(
+        vocab_size=vocab_size,
+        trunk=TransformerConfig(dim=dim, n_layers=2, n_heads=2, n_kv_heads=1, max_seq_len=4096),
+        modalities={MODALITY: HeadConfig(latent_dim=latent_dim, cond_dim=dim, width=dim, depth=1)},
+    )
+    return TTSConfig(model=lm, frame_rate=25.0, **overrides)
+
+
+def make_tiny_tts(seed: int = 0, latent_dim: int = 8, **overrides) -> TTS:
+    """An in-memory untrained tiny TTS (deterministic in ``seed``)."""
+    torch.manual_seed(seed)
+    fe = Frontend("en-us")
+    cfg = tiny_tts_config(len(fe.vocab), latent_dim, **overrides)
+    vae = AudioVAE(tiny_vae_config(latent_dim)).eval()
+    lm = LatentLM(cfg.model).eval()
+    with torch.no_grad():
+        lm.lm_head.weight[[lm.layout.lat, lm.layout.end[MODALITY]]] = 0.0
+    return TTS(cfg, lm, vae, fe)
+
+
+def make_tiny_release(directory: str | Path, seed: int = 0, **overrides) -> Path:
+    """Write an untrained tiny TTS release to ``directory`` and return its path."""
+    return make_tiny_tts(seed, **overrides).save_pretrained(directory, meta={"untrained": True})
+
+
+def make_tiny_corpus(
+    real_speech_root: str | Path,
+    directory: str | Path,
+    n: int = 6,
+    latent_dim: int = 8,
+    max_seconds: float = 5.0,
+) -> dict[str, Path]:
+    """A training set for tests: the ``n`` shortest real dev clips of speakers with >= 2 of them (<= max_seconds),
+    latents from a tiny untrained VAE. Returns {"manifest", "latents", "vae"} paths under ``directory``."""
+    from tts.data import LatentStore, extract_latents
+    from tts.manifests import real_speech, write_jsonl
+
+    directory = Path(directory)
+    rows = [
+        r for r in real_speech(real_speech_root, subsets=("dev",)) if r.duration <= max_seconds and r.text
+    ]
+    by_spk: dict[str, list] = {}
+    for r in sorted(rows, key=lambda r: r.duration):
+        by_spk.setdefault(r.speaker, []).append(r)
+    pick = [r for utts in by_spk.values() if len(utts) >= 2 for r in utts[:2]]
+    pick += [r for r in rows if r not in pick]
+    pick = pick[:n]
+    torch.manual_seed(0)
+    vae = AudioVAE(tiny_vae_config(latent_dim)).eval()
+    write_jsonl(pick, directory / "manifest.jsonl")
+    extract_latents(pick, vae, directory / "latents", progress=False)
+    store = LatentStore(directory / "latents")
+    z = torch.cat([store.get(r.id) for r in pick])  # [sum T, D]
+    vae.set_latent_stats(z.mean(0), z.std(0))  # as the VAE trainer does at export
+    vae.save_pretrained(directory / "vae")
+    return {
+        "manifest": directory / "manifest.jsonl",
+        "latents": directory / "latents",
+        "vae": directory / "vae",
+    }
+
+
+def write_tiny_recipe(path: str | Path, corpus: dict[str, Path], out_dir: str | Path, dim: int = 32) -> Path:
+    """A TrainConfig YAML for the tiny model on ``make_tiny_corpus`` data (vocab size of the real front end)."""
+    import yaml
+
+    from latentlm.config import to_dict
+
+    fe = Frontend("en-us")
+    cfg = tiny_tts_config(len(fe.vocab), latent_dim=8, dim=dim)
+    doc = {
+        "tts": to_dict(cfg),
+        "vae": str(corpus["vae"]),
+        "data": {
+            "manifest": str(corpus["manifest"]),
+            "latents": str(corpus["latents"]),
+            "max_frames": 400,
+            "max_prompt_frames": 40,
+            "num_samples": 1,
+        },
+        "optim": {"lr": 1e-3, "warmup_steps": 2},
+        "max_steps": 6,
+        "save_every": 2,
+        "log_every": 1,
+        "sample_every": 0,
+        "out_dir": str(out_dir),
+        "progress": False,
+        "threads": 1,
+    }
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return Path(path)

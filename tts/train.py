@@ -1,0 +1,459 @@
+"""Train the TTS LatentLM on pre-extracted VAE latents.
+
+    python -m tts.train recipes/demo/tts_small.yaml data.manifest=M.jsonl data.latents=LATENTS/ [key=value ...]
+    torchrun --nproc_per_node=8 -m tts.train recipes/librispeech/tts_base.yaml ...     (DDP; parallel=fsdp)
+
+Data: a manifest (tts.manifests JSONL), a latent store (tts.data.extract_latents output, made with the VAE
+named by ``vae``) and phoneme ids, cached in ``LATENTS/phonemes.json`` on first use. Items are prompt/target
+pairs of one speaker (tts.data.PromptTargetDataset), batched by length (LengthBucketSampler, DDP-aware).
+
+Each optimizer step sums ``optim.accum_steps`` micro-batches; AdamW, linear warmup then cosine decay to
+``optim.min_lr_ratio``, gradient clipping, bf16 autocast on CUDA, EMA weights (exported). Every random draw of a
+micro-batch (sigma noise, condition dropout, diffusion noise) comes from generators seeded by (seed, epoch, global
+batch index), so N processes x 1 micro-batch == 1 process x N micro-batches, and resuming is exact.
+``OUT_DIR/last.pt`` (atomic) is written every ``save_every`` steps, at the end and on SIGINT/SIGTERM, and
+holds model, optimizer, scheduler, EMA, step, sampler epoch/position and RNG states; a rerun resumes from it.
+At the end (max_steps or time_limit_minutes) a release (EMA weights + VAE + front end) goes to ``export_dir``
+(default OUT_DIR/release).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from latentlm.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from latentlm.config import load_config, save_config, to_dict
+from latentlm.model import LatentLM
+from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, collate, load_audio
+from tts.frontend import Frontend
+from tts.layout import MODALITY, training_batch
+from tts.manifests import Utterance, read_jsonl
+from tts.model import TTS, TTSConfig
+from vocoder_vae.model import AudioVAE
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""  # training manifest (JSONL)
+    latents: str = ""  # latent store directory (tts.data.extract_latents)
+    valid_manifest: str = ""  # rows for the audio samples (default: the training manifest)
+    max_frames: int = 3000  # per micro-batch: sum of (target frames + phonemes)
+    max_batch: int = 64
+    max_item_frames: int = 500  # drop utterances with more target frames (20 s at 25 Hz)
+    p_prefix: float = 0.3  # share of 3 s-continuation items (prompt = start of the same utterance)
+    prefix_frames: list[int] = field(default_factory=lambda: [20, 60])
+    max_prompt_frames: int = 150
+    num_samples: int = 2  # validation prompts rendered to TensorBoard
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+
+
+@dataclass
+class TrainConfig:
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    vae: str = "checkpoints/vae_small"  # the audio VAE release the latents were made with
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema_decay: float = 0.999
+    max_steps: int = 10000
+    time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
+    save_every: int = 200
+    log_every: int = 20
+    sample_every: int = 500  # 0 = never
+    seed: int = 0
+    out_dir: str = "runs/tts"
+    export_dir: str = ""  # default OUT_DIR/release
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # with torchrun (WORLD_SIZE > 1)
+    bf16: bool = True  # autocast on CUDA
+    threads: int = 1  # torch CPU threads
+    progress: bool = True
+
+
+class _Losses(nn.Module):
+    """Wraps LatentLM.losses as forward() so DDP / FSDP see the call."""
+
+    def __init__(self, lm: LatentLM):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, batch, generator):
+        return self.lm.losses(batch, generator=generator)
+
+
+def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, rank: int = 0) -> dict:
+    """{id: phoneme ids} from LATENTS/phonemes.json, computing (rank 0) and saving the missing ones.
+    Texts that phonemize to nothing are skipped with a warning."""
+    path = latents_dir / "phonemes.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    todo = [r for r in rows if r.id not in cache]
+    if todo and rank == 0:
+        try:
+            ids = frontend.encode_batch([r.text for r in todo])
+            cache.update({r.id: x for r, x in zip(todo, ids)})
+        except ValueError:  # one bad text spoils a batch: go one by one
+            for r in todo:
+                try:
+                    cache[r.id] = frontend.encode(r.text)
+                except ValueError as e:
+                    warnings.warn(f"skipping {r.id}: {e}", stacklevel=2)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    if dist.is_initialized():
+        dist.barrier()
+        cache = json.loads(path.read_text())
+    return cache
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = True):
+        self.cfg = cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        if want_cuda and not torch.cuda.is_available():
+            raise ValueError("device=cuda requested but CUDA is not available")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if want_cuda else "gloo")
+        self.device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if want_cuda else "cpu")
+        if want_cuda:
+            torch.cuda.set_device(self.device)
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if want_cuda and cfg.bf16
+            else contextlib.nullcontext()
+        )
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank
+
+        self.frontend = Frontend(cfg.tts.language)
+        if len(self.frontend.vocab) != cfg.tts.model.vocab_size:
+            raise ValueError(
+                f"tts.model.vocab_size={cfg.tts.model.vocab_size} but the front end has "
+                f"{len(self.frontend.vocab)} symbols: set tts.model.vocab_size={len(self.frontend.vocab)}"
+            )
+        self.vae = AudioVAE.from_pretrained(cfg.vae, device=self.device)
+        self.lm = LatentLM(cfg.tts.model).to(self.device)
+        mean, std = self.vae.latent_stats
+        self.lm.set_latent_stats(MODALITY, mean, std)
+        TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
+        self.lm.train()
+        self.ema = {k: v.detach().clone() for k, v in self.lm.state_dict().items()}
+        self.net: nn.Module = _Losses(self.lm)
+        if self.world > 1:
+            if cfg.parallel == "fsdp":
+                from torch.distributed.fsdp import fully_shard
+
+                for block in self.lm.trunk.blocks:
+                    fully_shard(block)
+                fully_shard(self.net)
+            else:
+                ids = [self.device.index] if want_cuda else None
+                self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        o = cfg.optim
+        self.opt = torch.optim.AdamW(
+            self.lm.parameters(), o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.step, self.epoch, self.pos = 0, 0, 0
+        self.out = Path(cfg.out_dir)
+        self.ckpt = self.out / "last.pt"
+        if resume and self.ckpt.is_file():
+            self._load(load_training_state(self.ckpt, map_location=self.device))
+        self.stop_requested = False
+
+    # ---- schedule / state ------------------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        o = self.cfg.optim
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        frac = min(1.0, (step - o.warmup_steps) / max(1, self.cfg.max_steps - o.warmup_steps))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def _model_state(self) -> dict:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        if self.cfg.parallel == "fsdp" and self.world > 1:
+            sd = get_model_state_dict(
+                self.net, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+            return {k.removeprefix("lm."): v for k, v in sd.items()}
+        return self.lm.state_dict()
+
+    def _full(self, v: torch.Tensor) -> torch.Tensor:
+        return v.full_tensor() if hasattr(v, "full_tensor") else v
+
+    def state(self) -> dict:
+        return {
+            "model": self._model_state(),
+            "ema": {k: self._full(v) for k, v in self.ema.items()},
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "pos": self.pos,
+            "rng": rng_state(),
+            "config": to_dict(self.cfg),
+        }
+
+    def _load(self, s: dict) -> None:
+        if self.cfg.parallel == "fsdp" and self.world > 1:
+            raise NotImplementedError(
+                "resuming FSDP runs needs distributed checkpoint loading (not done yet)"
+            )
+        self.lm.load_state_dict(s["model"])
+        self.ema = {k: v.to(self.device) for k, v in s["ema"].items()}
+        self.opt.load_state_dict(s["optimizer"])
+        self.sched.load_state_dict(s["scheduler"])
+        self.step, self.epoch, self.pos = int(s["step"]), int(s["epoch"]), int(s["pos"])
+        set_rng_state(s["rng"])
+
+    def save(self) -> None:
+        state = self.state()  # collective under FSDP: every rank calls it
+        if self.rank == 0:
+            save_training_state(self.ckpt, state)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for k, v in self.lm.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.ema[k].lerp_(v.detach(), 1 - d)
+            else:
+                self.ema[k].copy_(v)
+
+    # ---- data ------------------------------------------------------------------------------------------
+    def setup_data(self, rows: list[Utterance]) -> None:
+        c = self.cfg.data
+        store = LatentStore(c.latents)
+        if store.frame_rate and abs(store.frame_rate - self.cfg.tts.frame_rate) > 1e-6:
+            raise ValueError(f"latents at {store.frame_rate} Hz, model at {self.cfg.tts.frame_rate} Hz")
+        rows = [r for r in rows if r.id in store and store.frames(r.id) <= c.max_item_frames]
+        if not rows:
+            raise ValueError(
+                f"no manifest row has latents in {c.latents} (and <= {c.max_item_frames} frames)"
+            )
+        ph = phoneme_cache(rows, Path(c.latents), self.frontend, self.rank)
+        self.ds = PromptTargetDataset(
+            rows, store, ph, c.p_prefix, tuple(c.prefix_frames), c.max_prompt_frames, seed=self.cfg.seed
+        )
+        too_long = [i for i, n in enumerate(self.ds.lengths) if n > c.max_frames]
+        if too_long:
+            raise ValueError(f"{len(too_long)} items exceed data.max_frames={c.max_frames}: raise it")
+        self.sampler = LengthBucketSampler(
+            self.ds.lengths, c.max_frames, self.rank, self.world, seed=self.cfg.seed, max_batch=c.max_batch
+        )
+        self._epoch_batches = None
+
+    def _next_indices(self) -> tuple[list[int], int]:
+        """This rank's next micro-batch and its global index in the epoch (advances epoch / position)."""
+        if self._epoch_batches is None or self.pos >= len(self._epoch_batches):
+            if self._epoch_batches is not None:
+                self.epoch, self.pos = self.epoch + 1, 0
+            self.sampler.set_epoch(self.epoch)
+            self.ds.set_epoch(self.epoch)
+            every = self.sampler._batches()
+            self._shared = len(every) < self.world  # tiny sets: every rank sees the same batches
+            self._epoch_batches = list(self.sampler)
+            if not self._epoch_batches:
+                raise ValueError("the sampler produced no batches")
+            if self.pos >= len(self._epoch_batches):  # resumed exactly at an epoch end
+                return self._next_indices()
+        idx = self._epoch_batches[self.pos]
+        gidx = self.pos if self._shared else self.pos * self.world + self.rank
+        self.pos += 1
+        return idx, gidx
+
+    # ---- one step --------------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        cfg, t = self.cfg, self.cfg.tts
+        accum = cfg.optim.accum_steps
+        self.opt.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for j in range(accum):
+            idx, gidx = self._next_indices()
+            key = (cfg.seed * 1_000_003 + self.epoch) * 10_000_019 + gidx
+            g_cpu = torch.Generator().manual_seed(key)
+            g_dev = torch.Generator(self.device).manual_seed(key + 1)
+            collated = collate([self.ds[i] for i in idx])
+            batch = training_batch(
+                self.lm,
+                collated,
+                p_uncond=t.p_uncond,
+                prompt_loss_weight=t.prompt_loss_weight,
+                latent_noise_scale=t.latent_noise_scale,
+                generator=g_cpu,
+            ).to(self.device)
+            sync = j == accum - 1 or not isinstance(self.net, nn.parallel.DistributedDataParallel)
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                with self.autocast:
+                    terms = self.net(batch, g_dev)
+                loss = self.lm.total_loss(terms)
+                (loss / accum).backward()
+            for k, v in {**terms, "total": loss}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
+        gnorm = torch.nn.utils.clip_grad_norm_(self.lm.parameters(), cfg.optim.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self._update_ema()
+        self.step += 1
+        if self.world > 1:
+            vec = torch.tensor(list(sums.values()), device=self.device)
+            dist.all_reduce(vec)
+            sums = dict(zip(sums, (vec / self.world).tolist()))
+        return {**sums, "grad_norm": float(self._full(gnorm)), "lr": self.sched.get_last_lr()[0]}
+
+    # ---- loop ------------------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def ema_tts(self) -> TTS:
+        lm = LatentLM(self.cfg.tts.model).to(self.device)
+        lm.load_state_dict({k: self._full(v) for k, v in self.ema.items()})
+        return TTS(self.cfg.tts, lm.eval(), self.vae, self.frontend)
+
+    @torch.no_grad()
+    def _write_samples(self, writer, valid: list[tuple]) -> None:
+        tts = self.ema_tts()
+        for i, (text, prompt, prompt_text) in enumerate(valid):
+            res = tts.synthesize(text, prompt, prompt_text=prompt_text, seed=i, max_seconds=8)
+            writer.add_audio(
+                f"sample/{i}", torch.from_numpy(res.audio).clamp(-1, 1), self.step, tts.sample_rate
+            )
+            writer.add_scalar(f"sample/{i}_seconds", res.duration, self.step)
+
+    def fit(self, valid: list[tuple] | None = None) -> None:
+        cfg = self.cfg
+        writer = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+            writer = SummaryWriter(str(self.out / "tb"))
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = None
+        if cfg.progress and self.rank == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="tts", dynamic_ncols=True)
+        t0, start = time.monotonic(), self.step
+        try:
+            while self.step < cfg.max_steps and not self.stop_requested:
+                logs = self.train_step()
+                if not math.isfinite(logs["total"]):
+                    raise RuntimeError(f"step {self.step}: non-finite loss {logs}")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        lm=f"{logs['lm']:.3f}", diff=f"{logs[f'diff_{MODALITY}']:.3f}", refresh=False
+                    )
+                if writer is not None and self.step % cfg.log_every == 0:
+                    for k, v in logs.items():
+                        writer.add_scalar(f"train/{k}", v, self.step)
+                    if bar is None:
+                        rate = (self.step - start) / (time.monotonic() - t0)
+                        terms = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                        print(f"step {self.step} ({rate:.2f} it/s): {terms}", flush=True)
+                if writer is not None and valid and cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self._write_samples(writer, valid)
+                if self.step % cfg.save_every == 0:
+                    self.save()
+                limit = cfg.time_limit_minutes * 60
+                if limit > 0 and time.monotonic() - t0 >= limit:
+                    break
+            self.save()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.close()
+
+
+def validation_prompts(rows: list[Utterance], n: int) -> list[tuple]:
+    """n fixed (text, (sr, prompt wav), prompt text) triples: target and prompt from one speaker."""
+    by_spk: dict[str, list[Utterance]] = {}
+    for r in sorted(rows, key=lambda r: r.id):
+        by_spk.setdefault(r.speaker, []).append(r)
+    out = []
+    for utts in by_spk.values():
+        if len(out) >= n:
+            break
+        if len(utts) >= 2:
+            wav, sr = load_audio(utts[0])
+            out.append((utts[1].text, (sr, wav[: sr * 6]), utts[0].text if len(wav) <= sr * 6 else None))
+    return [x for x in out if x[2] is not None]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train the TTS LatentLM on VAE latents.")
+    ap.add_argument("recipe", help="YAML recipe (TrainConfig)")
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.manifest=M.jsonl max_steps=100")
+    ap.add_argument(
+        "--export", default=None, help="release directory (default: export_dir or OUT_DIR/release)"
+    )
+    ap.add_argument("--no-resume", action="store_true", help="ignore an existing OUT_DIR/last.pt")
+    args = ap.parse_args(argv)
+    cfg = load_config(TrainConfig, args.recipe, args.overrides)
+    if not cfg.data.manifest or not cfg.data.latents:
+        raise SystemExit("error: set data.manifest=<JSONL> and data.latents=<latent store dir>")
+    trainer = Trainer(cfg, resume=not args.no_resume)
+    rows = read_jsonl(cfg.data.manifest)
+    trainer.setup_data(rows)
+    valid = []
+    if trainer.rank == 0 and cfg.sample_every and cfg.data.num_samples and cfg.parallel != "fsdp":
+        vrows = read_jsonl(cfg.data.valid_manifest) if cfg.data.valid_manifest else rows
+        valid = validation_prompts(vrows, cfg.data.num_samples)
+    if trainer.rank == 0:
+        n = sum(p.numel() for p in trainer.lm.parameters())
+        print(
+            f"tts: {n / 1e6:.2f}M params, {len(trainer.ds)} items, {len(trainer.sampler)} batches/epoch/rank, "
+            f"world {trainer.world}, device {trainer.device}, resuming at step {trainer.step}",
+            flush=True,
+        )
+    trainer.fit(valid)
+    if trainer.stop_requested:
+        if trainer.rank == 0:
+            print(
+                f"interrupted at step {trainer.step}: state saved to {trainer.ckpt}; rerun to resume",
+                flush=True,
+            )
+    else:
+        out = args.export or cfg.export_dir or str(trainer.out / "release")
+        tts = trainer.ema_tts()  # collective under FSDP: every rank builds it, rank 0 writes
+        if trainer.rank == 0:
+            meta = {"steps": trainer.step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae}
+            print(f"exported release to {tts.save_pretrained(out, meta=meta)}", flush=True)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
