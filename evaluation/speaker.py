@@ -11,7 +11,7 @@ paths: a missing checkpoint raises a ValueError naming what to download, never a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from evaluation.audio import AudioError, as_waveform
+from evaluation.wavlm_encoder import WavLMConfig
+from evaluation.wavlm_tdnn import EcapaHeadConfig, load_wavlm_tdnn
 
 SIM_SR = 16000
 AudioInput = str | Path | np.ndarray
@@ -133,8 +135,8 @@ class EcapaSIM:
 
 WAVLM_DOWNLOAD = (
     "the UniSpeech speaker-verification checkpoint 'wavlm_large_finetune.pth' (WavLM-Large + ECAPA-TDNN, "
-    "linked from microsoft/UniSpeech downstreams/speaker_verification) and the WavLM-Large upstream "
-    "'WavLM-Large.pt', downloaded by hand"
+    "the 'WavLM large, Fix pre-train: No' row of microsoft/UniSpeech downstreams/speaker_verification), "
+    "downloaded by hand; it holds the WavLM-Large weights too"
 )
 
 
@@ -142,10 +144,16 @@ WAVLM_DOWNLOAD = (
 class WavLMTDNNConfig:
     checkpoint: str = ""  # wavlm_large_finetune.pth
     device: str = "cpu"
+    wavlm: WavLMConfig = field(default_factory=WavLMConfig)  # sizes: defaults are the published model's
+    head: EcapaHeadConfig = field(default_factory=EcapaHeadConfig)
 
 
 class WavLMTDNNSIM:
-    """The paper's SIM model (WavLM-Large features + ECAPA-TDNN). Only the checkpoint check is implemented."""
+    """The paper's SIM model: WavLM-Large hidden states -> ECAPA-TDNN -> 256-d (evaluation/wavlm_tdnn.py).
+
+    Each utterance is resampled to 16 kHz mono and embedded alone (the reference has no padding mask, so
+    batching unequal lengths would change the pooled statistics); similarity is the cosine, as in the papers.
+    """
 
     name = "wavlm-tdnn"
 
@@ -153,13 +161,28 @@ class WavLMTDNNSIM:
         path = Path(cfg.checkpoint) if cfg.checkpoint else None
         if path is None or not path.is_file():
             raise ValueError(f"WavLM-TDNN checkpoint {cfg.checkpoint!r} not found; need {WAVLM_DOWNLOAD}")
-        raise NotImplementedError(
-            f"{path} exists, but the WavLM-TDNN loader (a port of UniSpeech's ECAPA_TDNN_SMALL on "
-            "torchaudio's wavlm_large) is not written yet; use --sim resemblyzer or --sim ecapa:<dir>"
+        self.cfg = cfg
+        model, self.ignored_keys = load_wavlm_tdnn(path, cfg.wavlm, cfg.head)
+        self.model = model.to(cfg.device)
+        n = sum(p.numel() for p in self.model.parameters())
+        self.model_id = (
+            f"UniSpeech WavLM-Large + ECAPA_TDNN_SMALL ({cfg.head.emb_dim}-d, {n:,} parameters) from {path}"
         )
 
+    @torch.inference_mode()
     def embed(self, audio: Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
-        raise NotImplementedError
+        out = []
+        for item in audio:
+            wav = as_waveform(item, sample_rate, SIM_SR)
+            if wav.size < self.model.min_samples:
+                name = item if isinstance(item, (str, Path)) else "<array>"
+                raise AudioError(
+                    f"{name}: {wav.size} samples at 16 kHz is too short for WavLM "
+                    f"(need {self.model.min_samples})"
+                )
+            x = torch.from_numpy(wav)[None].to(self.cfg.device)  # (1, S)
+            out.append(self.model(x)[0].float().cpu().numpy())  # (1, E) -> (E,)
+        return _unit(np.stack(out))  # (N, E)
 
 
 def build_sim(spec: str, **kwargs) -> SpeakerBackend:
