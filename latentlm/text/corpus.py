@@ -1,0 +1,75 @@
+"""Offline public-domain text for the text path.
+
+Source, in order of preference (``load_corpus`` reports which one it used):
+1. ``kjv``: the King James Bible (1611, public domain) from Debian's ``bible-kjv`` + ``bible-kjv-text``
+   packages, dumped with the ``bible`` command (``bible -f "Genesis 1:1-Revelation 22:21"``); verse references are
+   stripped, one verse per line. ``books`` limits it to the first verses (by count) for quick runs.
+2. ``librispeech``: the transcripts of the real speech set (``shared/data/real_speech``; LibriSpeech reference
+   text, from public-domain LibriVox books), one utterance per line.
+A plain text file (one document or line per row) can be given instead with ``path``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+KJV_RANGE = "Genesis 1:1-Revelation 22:21"
+_REF = re.compile(r"^\S+\d+:\d+\s+")
+
+
+def kjv_lines(max_lines: int | None = None, timeout: float = 120.0) -> list[str]:
+    """Verses of the KJV (one per line) via Debian's ``bible`` command; ValueError if it is not installed."""
+    exe = shutil.which("bible")
+    if exe is None:
+        raise ValueError(
+            "the KJV needs Debian's bible-kjv and bible-kjv-text packages (apt-get install bible-kjv)"
+        )
+    out = subprocess.run([exe, "-f", KJV_RANGE], capture_output=True, text=True, timeout=timeout, check=True)
+    lines = []
+    for raw in out.stdout.splitlines():
+        line = _REF.sub("", raw.strip())
+        if line:
+            lines.append(line)
+            if max_lines is not None and len(lines) >= max_lines:
+                break
+    if not lines:
+        raise ValueError("the bible command printed no verses")
+    return lines
+
+
+def librispeech_lines(real_speech_dir: str | Path) -> list[str]:
+    lines = []
+    for manifest in sorted(Path(real_speech_dir).glob("*/manifest.tsv")):
+        with manifest.open(encoding="utf-8") as f:
+            rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            lines += [r["transcript"].strip() for r in rows if r.get("transcript", "").strip()]
+    if not lines:
+        raise ValueError(f"no transcripts found under {real_speech_dir}/*/manifest.tsv")
+    return lines
+
+
+def load_corpus(
+    source: str = "auto", max_lines: int | None = None, path: str = "", real_speech_dir: str = ""
+) -> tuple[list[str], str]:
+    """-> (lines, name of the source used). source: auto | kjv | librispeech | file."""
+    if source == "file" or path:
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"corpus file {p} not found")
+        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return lines[:max_lines] if max_lines else lines, f"file:{p}"
+    if source in ("auto", "kjv"):
+        try:
+            return kjv_lines(max_lines), "kjv"
+        except (ValueError, subprocess.SubprocessError, OSError):
+            if source == "kjv":
+                raise
+    if source in ("auto", "librispeech"):
+        rs = real_speech_dir or "/work/shared/data/real_speech"
+        lines = librispeech_lines(rs)
+        return lines[:max_lines] if max_lines else lines, "librispeech"
+    raise ValueError(f"unknown corpus source {source!r}; use auto, kjv, librispeech or file")
