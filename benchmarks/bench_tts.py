@@ -114,6 +114,7 @@ def main() -> None:
     print(
         f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, torch threads {torch.get_num_threads()}"
     )
+    rows = 2 if args.cfg != 1.0 else 1
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=args.cfg, seed=0, max_seconds=args.seconds)
     tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
 
@@ -137,6 +138,7 @@ def main() -> None:
         print(f"  {name:32s} {t:7.3f} s  RTF {t / audio_s:.3f}  ({100 * t / tm['total_s']:.0f}%)")
     print(
         f"  per frame: trunk {1e3 * trunk.total / max(frames, 1):.1f} ms, head {1e3 * head.total / max(frames, 1):.1f} ms"
+        f" ({1e3 * head.total / max(frames * args.steps, 1):.2f} ms per solver step, {rows} rows)"
     )
 
     trunk.remove()
@@ -153,7 +155,6 @@ def main() -> None:
     wav = tts.load_prompt(PROMPT)
     prompt = tts.lm.normalize(MODALITY, tts.vae.encode(wav, tts.sample_rate))
     ph = tts.frontend.encode(PROMPT_TEXT) + [1] + tts.frontend.encode(TEXT)
-    rows = 2 if args.cfg != 1.0 else 1
     nocache = no_cache_trunk_time(tts, frames, prompt, ph, rows)
     print(
         f"\nKV cache: trunk {trunk.total:.2f} s with cache vs {nocache:.2f} s re-running the sequence each step "

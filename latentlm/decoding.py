@@ -130,10 +130,19 @@ def iterate(
     ends = torch.tensor([lay.end[m] for m in lay.modalities], dtype=torch.long, device=dev)  # [n_modalities]
     dmax = prefix.latents.shape[-1]
     finished = torch.zeros(b, dtype=torch.bool, device=dev)
-    never = torch.tensor([lay.pad, lay.bos, lay.null], device=dev)
+    # constants of the loop, made once: never-generated tokens as an additive -inf bias, blocked-outside-span
+    # tokens, stop tokens, span cap, per-modality (index, name, latent dim)
+    never_bias = torch.zeros(lay.size, device=dev)
+    never_bias[[lay.pad, lay.bos, lay.null]] = float("-inf")
+    blocked = torch.cat([torch.tensor([lay.lat], device=dev), ends])
+    stop_ids = torch.tensor(sorted(stops), device=dev)
+    cap = span_length if span_length is not None else max_latents
+    mods = [(i, m, d) for i, (m, d) in enumerate(model.latent_dims.items())]
+    begins = [(t, lay.modalities.index(m)) for m, t in lay.begin.items()]
+    pad_tok = torch.full((b,), lay.pad, dtype=torch.long, device=dev)
+    zero_weight = torch.zeros(rows, 1, device=dev)
     for step in range(max_new):
-        logits = model.logits(last[:b]).float()  # [B, V]
-        logits[:, never] = float("-inf")
+        logits = model.logits(last[:b]).float() + never_bias  # [B, V]
         in_span = open_m >= 0  # [B]
         if in_span.any():  # inside a span: only <lat> or this span's end token
             allowed = torch.zeros_like(logits, dtype=torch.bool)
@@ -142,7 +151,6 @@ def iterate(
             need_more = in_span & (count < min_latents)
             if need_more.any():
                 allowed[need_more, ends[open_m[need_more]]] = False
-            cap = span_length if span_length is not None else max_latents
             if cap is not None:
                 full_span = in_span & (count >= cap)
                 allowed[full_span, lay.lat] = False
@@ -153,15 +161,14 @@ def iterate(
             logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
         outside = ~in_span
         if outside.any():
-            blocked = torch.cat([torch.tensor([lay.lat], device=dev), ends])
             logits[outside.nonzero()[:, :1], blocked] = float("-inf")
         tok = _sample_token(logits, token_temperature, top_k, generator)  # [B]
-        tok = torch.where(finished, torch.full_like(tok, lay.pad), tok)
+        tok = torch.where(finished, pad_tok, tok)
 
         lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
         lat_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
         is_lat = (tok == lay.lat) & ~finished
-        for i, (m, d) in enumerate(model.latent_dims.items()):
+        for i, m, d in mods:
             sel = is_lat & (open_m == i)
             if sel.any():
                 idx = sel.nonzero().squeeze(-1)
@@ -178,15 +185,14 @@ def iterate(
                 lat_vals[idx, :d] = z.to(lat_vals.dtype)
                 lat_mod[idx] = i
         # span bookkeeping
-        count = torch.where(is_lat, count + 1, count)
-        for m, t in lay.begin.items():
+        count = count + is_lat  # [B] long
+        for t, mi in begins:
             opened = tok == t
-            open_m = torch.where(opened, torch.full_like(open_m, lay.modalities.index(m)), open_m)
-            count = torch.where(opened, torch.zeros_like(count), count)
-        closed = torch.isin(tok, ends)
-        open_m = torch.where(closed, torch.full_like(open_m, -1), open_m)
+            open_m = open_m.masked_fill(opened, mi)
+            count = count.masked_fill(opened, 0)
+        open_m = open_m.masked_fill(torch.isin(tok, ends), -1)
 
-        newly_done = torch.isin(tok, torch.tensor(sorted(stops), device=dev)) & ~finished
+        newly_done = torch.isin(tok, stop_ids) & ~finished
         feed_valid = ~finished  # rows that emitted an item this step feed it back (stop tokens included)
         finished = finished | newly_done
         truncated = torch.zeros_like(finished)
@@ -198,15 +204,10 @@ def iterate(
         )
         if finished.all():
             return
-        step_batch = Batch(
-            tokens=tok.view(b, 1),
-            latents=lat_vals.view(b, 1, dmax),
-            modality=lat_mod.view(b, 1),
-            valid=feed_valid.view(b, 1),
-            weight=torch.zeros(b, 1, device=dev),
-        )
-        if use_cfg:
-            step_batch = concat_batches(step_batch, step_batch)
+        items = [tok.view(b, 1), lat_vals.view(b, 1, dmax), lat_mod.view(b, 1), feed_valid.view(b, 1)]
+        if use_cfg:  # the uncond rows feed the same item: [2B, 1, ...]
+            items = [torch.cat([x, x]) for x in items]
+        step_batch = Batch(*items, weight=zero_weight)  # [R, 1]
         last = model(step_batch, cache=cache)[:, 0]  # [R, C]
 
 

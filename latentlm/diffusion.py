@@ -94,6 +94,14 @@ class NoiseSchedule:
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # [T], strictly decreasing in (0, 1)
         self._log_ac = torch.log(self.alphas_cumprod)  # [T]
         self._tables: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self._plans: dict[
+            tuple, list
+        ] = {}  # solver grids and per-step coefficients (Python floats), by request
+
+    def alpha_sigma(self, t: int) -> tuple[float, float]:
+        """alpha_t, sigma_t at an integer step as Python floats (the float64 table values ``_coefs`` rounds)."""
+        ac = self.alphas_cumprod[t]
+        return float(ac.sqrt()), float((1.0 - ac).sqrt())
 
     # ---- per-row lookups for training and model-output conversion -----------------------------------------
     def _coefs(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -168,6 +176,14 @@ def solver_timesteps(schedule: NoiseSchedule, steps: int, spacing: Spacing = "qu
         raise ValueError(f"steps must be >= 1, got {steps}")
     if steps > T:
         raise ValueError(f"steps ({steps}) cannot exceed num_train_steps ({T})")
+    key = ("grid", steps, spacing)
+    if key not in schedule._plans:  # the schedule is immutable: compute each grid once
+        schedule._plans[key] = _solver_timesteps(schedule, steps, spacing)
+    return list(schedule._plans[key])
+
+
+def _solver_timesteps(schedule: NoiseSchedule, steps: int, spacing: Spacing) -> list[int]:
+    T = schedule.num_steps
     if steps == 1:
         return [T - 1]
     u = torch.linspace(1.0, 0.0, steps, dtype=torch.float64)  # [steps]
@@ -194,6 +210,57 @@ def _t_vec(t: int, x: Tensor) -> Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # [M]
 
 
+def dpm_solver_pp_2m_coefs(
+    schedule: NoiseSchedule, steps: int, spacing: Spacing = "quadratic"
+) -> list[tuple[float, float, float, float]]:
+    """Per transition i -> i+1 of the ``solver_timesteps`` grid (steps - 1 entries), Python floats
+    (ratio, coef, w0, w1) with x_{i+1} = ratio * x_i + coef * D, D = w0 * x0_i - w1 * x0_{i-1} (w0 = 1, w1 = 0
+    on the first step). Computed once per (steps, spacing) and cached on the schedule: the solver loop then does
+    no schedule lookups, tensor creation or host syncs."""
+    key = ("dpm++2m", steps, spacing)
+    if key not in schedule._plans:
+        ts = solver_timesteps(schedule, steps, spacing)
+        coefs, h_prev = [], 0.0
+        for i in range(len(ts) - 1):
+            t, t_next = ts[i], ts[i + 1]
+            lam, lam_next = float(schedule.lambda_t(t)), float(schedule.lambda_t(t_next))
+            h = lam_next - lam
+            if i == 0:
+                w0, w1 = 1.0, 0.0
+            else:
+                r = h_prev / h
+                w0, w1 = 1 + 0.5 / r, 0.5 / r
+            ratio = float(schedule.sigma_t(t_next) / schedule.sigma_t(t))
+            coef = -float(schedule.alpha_t(t_next)) * math.expm1(-h)
+            coefs.append((ratio, coef, w0, w1))
+            h_prev = h
+        schedule._plans[key] = coefs
+    return schedule._plans[key]
+
+
+def dpm_solver_pp_2m_indexed(
+    denoise_at: Callable[[Tensor, int], Tensor],
+    x_T: Tensor,
+    schedule: NoiseSchedule,
+    steps: int,
+    spacing: Spacing = "quadratic",
+) -> Tensor:
+    """``dpm_solver_pp_2m`` with a denoiser called as ``denoise_at(x, i)``: i indexes
+    ``solver_timesteps(schedule, steps, spacing)``, so the caller can precompute everything that depends on t."""
+    coefs = dpm_solver_pp_2m_coefs(schedule, steps, spacing)
+    x = x_T
+    x0_prev: Tensor | None = None
+    for i in range(steps):
+        x0 = denoise_at(x, i)
+        if i == steps - 1:
+            return x0  # final jump to sigma = 0: lambda = +inf, the first-order update is x0 itself
+        ratio, coef, w0, w1 = coefs[i]
+        d = x0 if x0_prev is None else torch.sub(w0 * x0, x0_prev, alpha=w1)
+        x = torch.add(ratio * x, d, alpha=coef)
+        x0_prev = x0
+    raise AssertionError("unreachable")
+
+
 def dpm_solver_pp_2m(
     denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, steps: int, spacing: Spacing = "quadratic"
 ) -> Tensor:
@@ -204,26 +271,53 @@ def dpm_solver_pp_2m(
         D = x0(s) first step, else (1 + 1/(2r)) x0(s) - 1/(2r) x0(s_prev), r = h_prev / h.
     """
     ts = solver_timesteps(schedule, steps, spacing)
+    return dpm_solver_pp_2m_indexed(lambda x, i: denoise(x, _t_vec(ts[i], x)), x_T, schedule, steps, spacing)
+
+
+def ddpm_timesteps(schedule: NoiseSchedule, steps: int | None = None) -> list[int]:
+    """The grid ``ddpm_ancestral`` visits: all T steps for ``steps=None``, else uniform in time."""
+    if steps is None:
+        return list(range(schedule.num_steps - 1, -1, -1))
+    return solver_timesteps(schedule, steps, "time")
+
+
+def ddpm_coefs(schedule: NoiseSchedule, steps: int | None = None) -> list[tuple[float, float, float]]:
+    """Per step of ``ddpm_timesteps``: Python floats (c_x0, c_xt, std) of the posterior
+    x_prev = c_x0 * x0 + c_xt * x_t + std * noise (std = 0 on the last step). Cached on the schedule."""
+    key = ("ddpm", steps)
+    if key not in schedule._plans:
+        ts = ddpm_timesteps(schedule, steps)
+        ac = schedule.alphas_cumprod.tolist()  # [T] Python floats (the float64 table)
+        coefs = []
+        for i, t in enumerate(ts):
+            ac_t = ac[t]
+            ac_prev = ac[ts[i + 1]] if i + 1 < len(ts) else 1.0
+            beta = 1.0 - ac_t / ac_prev
+            c_x0 = math.sqrt(ac_prev) * beta / (1.0 - ac_t)
+            c_xt = math.sqrt(1.0 - beta) * (1.0 - ac_prev) / (1.0 - ac_t)
+            var = beta * (1.0 - ac_prev) / (1.0 - ac_t)
+            coefs.append((c_x0, c_xt, math.sqrt(var) if var > 0 else 0.0))
+        schedule._plans[key] = coefs
+    return schedule._plans[key]
+
+
+def ddpm_ancestral_indexed(
+    denoise_at: Callable[[Tensor, int], Tensor],
+    x_T: Tensor,
+    schedule: NoiseSchedule,
+    generator: torch.Generator | None,
+    steps: int | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
+    """``ddpm_ancestral`` with a denoiser called as ``denoise_at(x, i)``, i indexing ``ddpm_timesteps``."""
     x = x_T
-    x0_prev: Tensor | None = None
-    h_prev = 0.0
-    for i, t in enumerate(ts):
-        x0 = denoise(x, _t_vec(t, x))
-        if i == len(ts) - 1:
-            return x0  # final jump to sigma = 0: lambda = +inf, the first-order update is x0 itself
-        t_next = ts[i + 1]
-        lam, lam_next = float(schedule.lambda_t(t)), float(schedule.lambda_t(t_next))
-        h = lam_next - lam
-        if x0_prev is None:
-            d = x0
-        else:
-            r = h_prev / h
-            d = (1 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
-        ratio = float(schedule.sigma_t(t_next) / schedule.sigma_t(t))
-        coef = -float(schedule.alpha_t(t_next)) * math.expm1(-h)
-        x = ratio * x + coef * d
-        x0_prev, h_prev = x0, h
-    raise AssertionError("unreachable")
+    for i, (c_x0, c_xt, std) in enumerate(ddpm_coefs(schedule, steps)):
+        x0 = denoise_at(x, i)
+        x = c_x0 * x0 + c_xt * x
+        if std > 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + (std * temperature) * noise
+    return x
 
 
 def ddpm_ancestral(
@@ -239,23 +333,10 @@ def ddpm_ancestral(
     ``steps=None`` runs all T steps; otherwise a respaced subsequence (uniform in time, endpoints included)
     with the effective betas 1 - alpha_bar_t / alpha_bar_prev. Injected noise is scaled by ``temperature``.
     """
-    T = schedule.num_steps
-    ts = list(range(T - 1, -1, -1)) if steps is None else solver_timesteps(schedule, steps, "time")
-    ac = schedule.alphas_cumprod
-    x = x_T
-    for i, t in enumerate(ts):
-        x0 = denoise_x0_fn(x, _t_vec(t, x))
-        ac_t = float(ac[t])
-        ac_prev = float(ac[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-        beta = 1.0 - ac_t / ac_prev
-        c_x0 = math.sqrt(ac_prev) * beta / (1.0 - ac_t)
-        c_xt = math.sqrt(1.0 - beta) * (1.0 - ac_prev) / (1.0 - ac_t)
-        var = beta * (1.0 - ac_prev) / (1.0 - ac_t)
-        x = c_x0 * x0 + c_xt * x
-        if var > 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + (math.sqrt(var) * temperature) * noise
-    return x
+    ts = ddpm_timesteps(schedule, steps)
+    return ddpm_ancestral_indexed(
+        lambda x, i: denoise_x0_fn(x, _t_vec(ts[i], x)), x_T, schedule, generator, steps, temperature
+    )
 
 
 def cfg_combine(cond_out: Tensor, uncond_out: Tensor, scale: float) -> Tensor:

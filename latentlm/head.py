@@ -36,11 +36,12 @@ from latentlm.diffusion import (
     DiffusionConfig,
     NoiseSchedule,
     Spacing,
-    cfg_combine,
-    ddpm_ancestral,
-    dpm_solver_pp_2m,
+    ddpm_ancestral_indexed,
+    ddpm_timesteps,
+    dpm_solver_pp_2m_indexed,
+    solver_timesteps,
 )
-from latentlm.transformer import RMSNorm
+from latentlm.transformer import RMSNorm, rms_normalize
 
 
 @dataclass
@@ -127,6 +128,9 @@ class DiffusionHead(nn.Module):
             nn.init.zeros_(ada.bias)
         nn.init.zeros_(self.out.weight)
 
+    def _norms(self) -> list[RMSNorm]:
+        return [b.norm for b in self.blocks] + [self.final_norm]
+
     # ---- shapes ------------------------------------------------------------------------------------------
     def _check_cond(self, cond: Tensor, rows: int | None = None, name: str = "cond") -> None:
         C = self.cfg.cond_dim
@@ -212,6 +216,13 @@ class DiffusionHead(nn.Module):
         ``steps``: network evaluations (x2 rows with CFG). For ``ddpm`` it is the number of respaced ancestral
         steps; pass ``steps=cfg.diffusion.num_train_steps`` for the full reference sampler. ``spacing`` applies
         to DPM-Solver++ only. ``cfg`` != 1 needs ``uncond`` [M, C] (e.g. the trunk state for a null condition).
+
+        Computes what ``forward`` + ``cfg_combine`` + ``to_x0_eps`` inside ``dpm_solver_pp_2m`` /
+        ``ddpm_ancestral`` compute (to float rounding; tests/test_fast_paths.py checks it), organised for small
+        batches where per-op overhead dominates: the condition projection runs once per call, the timestep
+        embeddings and every block's AdaLN modulation for all solver steps run as one batched matmul each before
+        the loop, RMSNorm weights and (1 + scale) are folded into one scale, CFG combines the final features
+        before the (linear, bias-free) output layer, and the loop uses precomputed Python-float coefficients.
         """
         self._check_cond(cond)
         M = cond.shape[0]
@@ -224,21 +235,100 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if solver not in ("dpm++2m", "ddpm"):
             raise ValueError(f"solver must be 'dpm++2m' or 'ddpm', got {solver!r}")
-        c_in = torch.cat([cond, uncond]) if guided else cond  # [2M, C] or [M, C]
+        ts = (
+            solver_timesteps(self.schedule, steps, spacing)
+            if solver == "dpm++2m"
+            else ddpm_timesteps(self.schedule, steps)
+        )
+        c_in = torch.cat([cond, uncond]) if guided else cond  # [R, C], R = 2M or M
         dtype = cond.dtype
+        c_base = self.cond_proj(self.cond_norm(c_in))  # [R, W], the same for every step
+        mods = _Modulation(self, c_base, ts)
+        ab = [self.schedule.alpha_sigma(t) for t in ts]  # Python floats
+        eps_pred = self.cfg.diffusion.prediction == "eps"
+        # weights as [in, out] views (made once, not per evaluation) and the per-block RMSNorm epsilons
+        w_x = self.x_in.weight.t()
+        w_mlp = [(b.mlp.w_in.weight.t(), b.mlp.w_out.weight.t()) for b in self.blocks]
+        w_out = self.out.weight.t()
+        W = self.cfg.width
+        inv_w = torch.full((W, 1), 1.0 / W, dtype=dtype, device=cond.device)  # [W, 1]: mean over W by matmul
+        eps = [torch.full((1, 1), n.eps, dtype=dtype, device=cond.device) for n in self._norms()]
 
-        def denoise(x: Tensor, t: Tensor) -> Tensor:  # x [M, D] float32, t [M] -> x0_hat [M, D] float32
+        def denoise_at(x: Tensor, i: int) -> Tensor:  # x [M, D] float32 -> x0_hat [M, D] float32
+            h = torch.mm(x.to(dtype), w_x)  # [M, W]
             if guided:
-                out = self(torch.cat([x, x]).to(dtype), torch.cat([t, t]), c_in).float()  # [2M, D]
-                out = cfg_combine(out[:M], out[M:], cfg)
-            else:
-                out = self(x.to(dtype), t, c_in).float()
-            return self.schedule.to_x0_eps(out, x, t)[0]
+                h = torch.cat([h, h])  # [2M, W]: cond rows, then uncond rows
+            step = mods.at(i)  # 3 * depth + 2 tensors [R, W]
+            for j, (w_in, w_o) in enumerate(w_mlp):
+                shift, scale, gate = step[3 * j : 3 * j + 3]
+                y = _ada_rms(h, shift, scale, eps[j], inv_w)  # AdaLN(RMSNorm(h)) [R, W]
+                a, b = torch.mm(y, w_in).chunk(2, dim=-1)  # SwiGLU: [R, H] each
+                h = torch.addcmul(h, gate, torch.mm(F.silu(a) * b, w_o))
+            y = _ada_rms(h, step[-2], step[-1], eps[-1], inv_w)  # [R, W]
+            if guided:  # the output layer is linear without bias: guide its input
+                y = torch.lerp(y[M:], y[:M], cfg)  # uncond + cfg * (cond - uncond): [M, W]
+            a, s = ab[i]
+            if not eps_pred and y.dtype == torch.float32:  # v: x0 = a * x - s * v, the matmul does the sum
+                return torch.addmm(a * x, y, w_out, alpha=-s)
+            out = torch.mm(y, w_out).float()  # [M, D] eps or v
+            if eps_pred:
+                return torch.sub(x, out, alpha=s) / a
+            return torch.sub(a * x, out, alpha=s)
 
         shape = (M, self.cfg.latent_dim)
         x_T = torch.randn(shape, generator=generator, device=cond.device, dtype=torch.float32) * temperature
         if solver == "dpm++2m":
-            x0 = dpm_solver_pp_2m(denoise, x_T, self.schedule, steps, spacing)
+            x0 = dpm_solver_pp_2m_indexed(denoise_at, x_T, self.schedule, steps, spacing)
         else:
-            x0 = ddpm_ancestral(denoise, x_T, self.schedule, generator, steps, temperature)
+            x0 = ddpm_ancestral_indexed(denoise_at, x_T, self.schedule, generator, steps, temperature)
         return x0.to(dtype)
+
+
+def _ada_rms(h: Tensor, shift: Tensor, scale: Tensor, eps: Tensor, inv_w: Tensor) -> Tensor:
+    """shift + RMSNorm_unweighted(h) * scale for h [R, W] (scale has the norm weight folded in); eps [1, 1],
+    inv_w [W, 1] filled with 1/W.
+
+    The mean square goes through a matmul (on this CPU a row reduction right after a large matmul measured
+    slower): mean(h^2) + eps = addmm(eps, h * h, 1/W) -> [R, 1]."""
+    if h.dtype != torch.float32:
+        return torch.addcmul(shift, rms_normalize(h, float(eps)), scale)
+    r = torch.addmm(eps, h * h, inv_w).rsqrt_()  # [R, 1]
+    return torch.addcmul(shift, h, scale * r)
+
+
+class _Modulation:
+    """AdaLN modulation of every block for each solver step, computed in batched chunks of steps.
+
+    For step i: c = cond_proj(RMSNorm(cond)) + t_mlp(sinusoid(t_i)) and c_act = SiLU(c) as in ``forward``;
+    ``at(i)`` gives, each [R, W], (shift, scale', gate) per block, then (shift, scale') of the final layer, with
+    scale' = norm.weight * (1 + scale), so AdaLN(RMSNorm(h)) = shift + RMSNorm_unweighted(h) * scale'.
+    Steps are processed ``chunk`` at a time to bound memory for long grids (full DDPM) and large R.
+    """
+
+    MAX_ELEMENTS = 1 << 22  # per chunk of precomputed modulation values (16 MiB in float32)
+
+    def __init__(self, head: DiffusionHead, c_base: Tensor, ts: list[int]):
+        self.head, self.c_base, self.ts = head, c_base, ts
+        R, W = c_base.shape
+        self.n = 3 * len(head.blocks) + 2  # modulation vectors per step
+        self.chunk = max(1, min(len(ts), self.MAX_ELEMENTS // max(R * W * self.n, 1)))
+        self.lo, self.values = -1, None
+
+    def _compute(self, lo: int) -> None:
+        head, c_base = self.head, self.c_base
+        ts = self.ts[lo : lo + self.chunk]
+        t = torch.tensor(ts, dtype=torch.long, device=c_base.device)  # [S]
+        temb = head.t_mlp(timestep_embedding(t, head.FREQ_DIM).to(c_base.dtype))  # [S, W]
+        c_act = F.silu(c_base[None] + temb[:, None])  # [S, R, W]
+        parts = []
+        for ada, norm in [(b.ada, b.norm) for b in head.blocks] + [(head.final_ada, head.final_norm)]:
+            mod = list(ada(c_act).chunk(3 if ada is not head.final_ada else 2, dim=-1))  # [S, R, W] each
+            mod[1] = (1 + mod[1]) * norm.weight.to(c_act.dtype)
+            parts += mod
+        self.values = torch.stack(parts, dim=1)  # [S, n, R, W]
+        self.lo = lo
+
+    def at(self, i: int) -> tuple[Tensor, ...]:
+        if self.values is None or not self.lo <= i < self.lo + self.chunk:
+            self._compute(i - i % self.chunk)
+        return self.values[i - self.lo].unbind(0)  # n x [R, W]

@@ -85,9 +85,33 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return y.type_as(x) * self.weight.to(x.dtype)
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            if x.numel() <= _SMALL and not (torch.is_grad_enabled() and (x.requires_grad or self.training)):
+                # decode steps: the mean square by a matmul with a 1/C column measured faster on CPU
+                ms = torch.matmul(x * x, _mean_column(x.shape[-1], x.device))  # [..., 1]
+                return (x * ms.add_(self.eps).rsqrt_()).mul_(self.weight)
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return rms_normalize(x, self.eps) * self.weight.to(x.dtype)
+
+
+_SMALL = 1 << 14  # elements: a few rows of one decode step
+_MEAN_COLUMNS: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _mean_column(dim: int, device: torch.device) -> Tensor:
+    """[dim, 1] float32 filled with 1/dim (cached per device)."""
+    key = (dim, device)
+    if key not in _MEAN_COLUMNS:
+        _MEAN_COLUMNS[key] = torch.full((dim, 1), 1.0 / dim, device=device)
+    return _MEAN_COLUMNS[key]
+
+
+def rms_normalize(x: Tensor, eps: float) -> Tensor:
+    """x / rms(x) over the last dim (no weight), computed in float32 and cast back to x's dtype."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), None, eps)
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
 
 
 @dataclass
@@ -161,6 +185,42 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return (xf * cos + rotated * sin).type_as(x)
 
 
+class RopeTable:
+    """cos and sign-folded sin of every position in [0, max_seq_len), per device, built on first use.
+
+    ``lookup(positions [B, N])`` -> cos, sin_signed [B, N, 1, Dh] float32 (heads broadcast after N) with
+    sin_signed = cat(-sin_half, sin_half), so x * cos + rotate_half(x) * sin == x * cos + swap_halves(x) *
+    sin_signed: the same products as ``rope_cos_sin`` + ``apply_rope`` (negation is exact), gathered instead of
+    recomputed every call."""
+
+    def __init__(self, head_dim: int, theta: float, max_len: int):
+        self.head_dim, self.theta, self.max_len = head_dim, theta, max_len
+        self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def lookup(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        dev = positions.device
+        if positions.dtype.is_floating_point:  # fractional positions: no table row, compute them
+            cos, sin = (t.transpose(1, 2) for t in rope_cos_sin(positions, self.head_dim, self.theta))
+            half = self.head_dim // 2
+            return cos, torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # [B, N, 1, Dh]
+        if dev not in self._tables:
+            pos = torch.arange(self.max_len, device=dev)[None]  # [1, L]
+            cos, sin = rope_cos_sin(pos, self.head_dim, self.theta)  # [1, 1, L, Dh]
+            half = self.head_dim // 2
+            sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+            self._tables[dev] = (cos[0, 0], sin[0, 0])  # [L, Dh] each
+        cos, sin = self._tables[dev]
+        B, N = positions.shape
+        return cos[positions].view(B, N, 1, -1), sin[positions].view(B, N, 1, -1)  # [B, N, 1, Dh]
+
+
+def apply_rope_swapped(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
+    """x [..., Dh] with the ``RopeTable`` layout: x * cos + swap_halves(x) * sin_signed, float32 math."""
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    return torch.addcmul(xf * cos, torch.cat([x2, x1], dim=-1), sin_signed).type_as(x)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -172,30 +232,36 @@ class Attention(nn.Module):
     def forward(
         self,
         x: Tensor,  # [B, N, C]
-        cos: Tensor,  # [B, 1, N, Dh]
-        sin: Tensor,
-        mask: Tensor | None,  # [B, 1, N, S] bool (True = attend); None = plain causal, no cache
+        cos: Tensor,  # [B, N, 1, Dh] (``RopeTable`` layout)
+        sin: Tensor,  # [B, N, 1, Dh], sign-folded
+        mask: Tensor | None,  # [B, 1, N, S] bool (True = attend) or additive float; None = plain causal
         kv_buffers: tuple[Tensor, Tensor] | None = None,  # 2 x [B, Hkv, S_max, Dh]
         start: int = 0,  # first cache column of the new tokens
     ) -> Tensor:
         B, N, _ = x.shape
         H, Hkv, Dh = self.n_heads, self.n_kv, self.head_dim
-        q, k, v = self.qkv(x).split([H * Dh, Hkv * Dh, Hkv * Dh], dim=-1)
-        q = q.view(B, N, H, Dh).transpose(1, 2)  # [B, H, N, Dh]
-        k = k.view(B, N, Hkv, Dh).transpose(1, 2)  # [B, Hkv, N, Dh]
-        v = v.view(B, N, Hkv, Dh).transpose(1, 2)  # [B, Hkv, N, Dh]
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x)  # [B, N, (H + 2 Hkv) Dh]
+        qk = apply_rope_swapped(
+            qkv[..., : (H + Hkv) * Dh].view(B, N, H + Hkv, Dh), cos, sin
+        )  # q and k at once
+        q = qk[:, :, :H].transpose(1, 2)  # [B, H, N, Dh]
+        k = qk[:, :, H:].transpose(1, 2)  # [B, Hkv, N, Dh]
+        v = qkv[..., (H + Hkv) * Dh :].view(B, N, Hkv, Dh).transpose(1, 2)  # [B, Hkv, N, Dh]
         if kv_buffers is not None:
             k_buf, v_buf = kv_buffers
             k_buf[:, :, start : start + N] = k
             v_buf[:, :, start : start + N] = v
             k = k_buf[:, :, : start + N].to(q.dtype)  # [B, Hkv, S, Dh]
             v = v_buf[:, :, : start + N].to(q.dtype)
-        if Hkv != H:
+        gqa = Hkv != H
+        if gqa and x.device.type != "cpu":  # SDPA's enable_gqa is exact on CPU; elsewhere keep the copies
             k = k.repeat_interleave(H // Hkv, dim=1)  # [B, H, S, Dh]; query head h reads kv head h // rep
             v = v.repeat_interleave(H // Hkv, dim=1)
+            gqa = False
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None, enable_gqa=gqa
+        )  # [B, H, N, Dh]
         y = y.transpose(1, 2).reshape(B, N, H * Dh)  # [B, N, C]
         return self.out(y)
 
@@ -221,8 +287,11 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cos, sin, mask, kv_buffers=None, start=0) -> Tensor:  # [B, N, C]
-        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, mask, kv_buffers, start))
-        return x + self.drop(self.mlp(self.mlp_norm(x)))
+        if self.training and self.drop.p > 0:
+            x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, mask, kv_buffers, start))
+            return x + self.drop(self.mlp(self.mlp_norm(x)))
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, kv_buffers, start)
+        return x + self.mlp(self.mlp_norm(x))
 
 
 class Transformer(nn.Module):
@@ -233,6 +302,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.rope = RopeTable(cfg.head_dim, cfg.rope_theta, cfg.max_seq_len)  # cached cos/sin, not state
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -296,7 +366,7 @@ class Transformer(nn.Module):
             self._check_positions(positions, start + N - 1)
         else:
             self._check_positions(positions, None)
-        cos, sin = rope_cos_sin(positions, self.cfg.head_dim, self.cfg.rope_theta)
+        cos, sin = self.rope.lookup(positions)  # [B, N, 1, Dh]
 
         mask = None
         if not fast_causal:
