@@ -9,6 +9,7 @@ TSV files need a header row with those column names (tab-separated, no quoting).
 
 - Resumable: jobs whose output exists are skipped; outputs are written to a temp file and renamed (atomic).
 - Isolated failures: a job that fails is listed in ``OUT_DIR/failures.jsonl`` (id + error) and the others go on.
+- Per job: ``OUT_DIR/info.jsonl`` records the output length and why generation stopped (``eos`` or ``cap``).
 - Summary: printed at the end and written to ``OUT_DIR/summary.json``. Exit status 1 when any job failed.
 """
 
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     write_wav_atomic(outs[j["id"]], res)
                     done, audio_s = done + 1, audio_s + res.duration
+                    info = {"id": j["id"], "seconds": round(res.duration, 3), "stop": res.info.get("stop")}
+                    with open(out_dir / "info.jsonl", "a") as f:  # per-job stop reason and length
+                        f.write(json.dumps(info, default=str) + "\n")
                 except Exception as e:
                     failures.append({"id": j["id"], "error": f"writing {outs[j['id']]}: {e}"})
             else:
