@@ -53,7 +53,9 @@ def _index_path(out: Path, rank: int) -> Path:
 
 
 def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A per-process temp name: several ranks may write the same merged index at once (last writer wins; the
+    # contents are identical), and a shared temp name would let one rank move the other's file away.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
 
