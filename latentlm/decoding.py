@@ -81,7 +81,9 @@ def _sample_token(logits: Tensor, temperature: float, top_k: int | None, generat
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # [B, 1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, generator)])
 
 
 @torch.no_grad()
@@ -100,15 +102,19 @@ def iterate(
     max_latents: int | None = None,
     span_length: int | None = None,
     stop_tokens: Sequence[int] | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     solver: str = "dpm++2m",
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
-    stop_tokens: default ``<eos>`` and every ``<eo_m>``. temperature: diffusion noise scale; token_temperature /
+    generator: one for the batch, or one per row (then row r's draws depend only on ``generator[r]``, so a row
+    decodes the same alone or in any batch). stop_tokens: default ``<eos>`` and every ``<eo_m>``. temperature: diffusion noise scale; token_temperature /
     top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped)."""
     if max_new <= 0:
         raise ValueError("max_new must be positive")
+    per_row = None if generator is None or isinstance(generator, torch.Generator) else list(generator)
+    if per_row is not None and len(per_row) != prefix.tokens.shape[0]:
+        raise ValueError(f"got {len(per_row)} generators for {prefix.tokens.shape[0]} rows")
     use_cfg = cfg != 1.0
     if use_cfg and uncond is None:
         raise ValueError("cfg != 1 needs an unconditional prefix (uncond)")
@@ -179,7 +185,7 @@ def iterate(
                     cfg=cfg,
                     uncond=un,
                     temperature=temperature,
-                    generator=generator,
+                    generator=generator if per_row is None else [per_row[r] for r in idx.tolist()],
                     solver=solver,
                 )  # [M, D]
                 lat_vals[idx, :d] = z.to(lat_vals.dtype)

@@ -40,7 +40,7 @@ same result; the head combines raw model outputs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -238,6 +238,21 @@ def dpm_solver_pp_2m_coefs(
     return schedule._plans[key]
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn_rows(shape: tuple[int, ...], generator: Generators, device, dtype) -> Tensor:
+    """Standard normal noise [M, ...]: from one generator, or row i from ``generator[i]`` (one per row, so a
+    row's draws do not depend on which other rows share the batch)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for {shape[0]} rows")
+    return torch.cat(
+        [torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator]
+    )
+
+
 def dpm_solver_pp_2m_indexed(
     denoise_at: Callable[[Tensor, int], Tensor],
     x_T: Tensor,
@@ -315,7 +330,7 @@ def ddpm_ancestral_indexed(
         x0 = denoise_at(x, i)
         x = c_x0 * x0 + c_xt * x
         if std > 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = randn_rows(tuple(x.shape), generator, x.device, x.dtype)
             x = x + (std * temperature) * noise
     return x
 

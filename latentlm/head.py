@@ -34,11 +34,13 @@ from torch import Tensor, nn
 
 from latentlm.diffusion import (
     DiffusionConfig,
+    Generators,
     NoiseSchedule,
     Spacing,
     ddpm_ancestral_indexed,
     ddpm_timesteps,
     dpm_solver_pp_2m_indexed,
+    randn_rows,
     solver_timesteps,
 )
 from latentlm.transformer import RMSNorm, rms_normalize
@@ -207,7 +209,7 @@ class DiffusionHead(nn.Module):
         cfg: float = 1.0,
         uncond: Tensor | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         solver: Literal["dpm++2m", "ddpm"] = "dpm++2m",
         spacing: Spacing = "quadratic",
     ) -> Tensor:
@@ -223,6 +225,8 @@ class DiffusionHead(nn.Module):
         embeddings and every block's AdaLN modulation for all solver steps run as one batched matmul each before
         the loop, RMSNorm weights and (1 + scale) are folded into one scale, CFG combines the final features
         before the (linear, bias-free) output layer, and the loop uses precomputed Python-float coefficients.
+        ``generator``: one torch.Generator for all rows, or a sequence with one per row (row i's noise then
+        depends only on ``generator[i]``: batched rows reproduce single-row calls).
         """
         self._check_cond(cond)
         M = cond.shape[0]
@@ -276,7 +280,7 @@ class DiffusionHead(nn.Module):
             return torch.sub(a * x, out, alpha=s)
 
         shape = (M, self.cfg.latent_dim)
-        x_T = torch.randn(shape, generator=generator, device=cond.device, dtype=torch.float32) * temperature
+        x_T = randn_rows(shape, generator, cond.device, torch.float32) * temperature
         if solver == "dpm++2m":
             x0 = dpm_solver_pp_2m_indexed(denoise_at, x_T, self.schedule, steps, spacing)
         else:

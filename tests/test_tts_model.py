@@ -148,14 +148,18 @@ def test_batch_equals_individual(tts, dev):
             max_seconds=1.0,
         ),
     ]
-    for j in jobs:
-        j.update(temperature=0.0, cfg=1.5, steps=5)
+    # Full-temperature sampling with a different seed per job: every row has its own random stream, so each
+    # batched result reproduces the single call with the same seed.
+    for seed, j in enumerate(jobs):
+        j.update(temperature=1.0, cfg=1.5, steps=5, seed=seed + 3)
     batch = tts.synthesize_batch(jobs)
     for j, r in zip(jobs, batch):
         one = tts.synthesize(**j)
         assert r.info["frames"] == one.info["frames"]
         np.testing.assert_allclose(r.audio, one.audio, atol=1e-4)
     assert batch[0].info["frames"] != batch[1].info["frames"]  # rows of different lengths were padded
+    other = tts.synthesize(**{**jobs[0], "seed": 99})
+    assert not np.allclose(other.audio, batch[0].audio, atol=1e-3)  # the seed matters
 
 
 def test_prompt_formats_stereo_and_any_rate(tts, dev):

@@ -259,6 +259,11 @@ class TTS:
         return _Job(prompt, prompt_text, sentences, phonemes, caps, timings)
 
     # ------------------------------------------------------------------ decoding
+    def _generator(self, seed: int, sentence: int) -> torch.Generator:
+        """The random stream of one sentence of a job: seeded from (seed, sentence index), so a sentence draws
+        the same noise whether it is synthesized alone, streamed, or decoded in a batch with others."""
+        return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
+
     def _frames(self, phonemes, prompts, caps, steps, cfg, temperature, generator) -> Iterator[tuple]:
         """Decode rows together; yields (row, latent [D] normalised | None, stop reason | None) as they come."""
         if steps < 1:
@@ -342,14 +347,15 @@ class TTS:
         max_seconds: float | None = None,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
-        generated one after the other with the same prompt and one random stream, joined by short pauses."""
+        generated one after the other with the same prompt (each with its own seeded random stream), joined by
+        short pauses."""
         t0 = time.perf_counter()
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
-        g = torch.Generator(self.device).manual_seed(int(seed))
         pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
-        for ph, cap in zip(job.phonemes, job.caps):
+        for k, (ph, cap) in enumerate(zip(job.phonemes, job.caps)):
             t1 = time.perf_counter()
             lat, stop = [], "eos"
+            g = [self._generator(seed, k)]
             for _, z, reason in self._frames([ph], [job.prompt], [cap], steps, cfg, temperature, g):
                 if z is not None:
                     lat.append(z)
@@ -381,12 +387,12 @@ class TTS:
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
-        g = torch.Generator(self.device).manual_seed(int(seed))
         for i, (ph, cap) in enumerate(zip(job.phonemes, job.caps)):
             if i:
                 yield self._pause()
 
-            def latent_chunks(ph=ph, cap=cap) -> Iterator[Tensor]:
+            def latent_chunks(ph=ph, cap=cap, i=i) -> Iterator[Tensor]:
+                g = [self._generator(seed, i)]
                 buf, want = [], first_chunk_frames
                 for _, z, _reason in self._frames([ph], [job.prompt], [cap], steps, cfg, temperature, g):
                     if z is None:
@@ -407,9 +413,10 @@ class TTS:
     ) -> list[SynthesisResult | TTSInputError]:
         """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
         "max_seconds"?}) decoded together: every sentence of every job is one row of a right-padded batch
-        (rows grouped by steps/cfg/temperature, ``batch_size`` rows per pass). Noise comes from one generator
-        per pass seeded with its first row's seed, so with temperature 0 each result equals ``synthesize``;
-        with temperature > 0 it is a draw from the same distribution. ``on_error="return"`` puts the
+        (rows grouped by steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
+        its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
+        result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any
+        temperature. ``on_error="return"`` puts the
         TTSInputError of a bad job in its place instead of raising."""
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
@@ -445,7 +452,7 @@ class TTS:
             group = [r for r in rows if r[2] == key]
             for a in range(0, len(group), batch_size):
                 part = group[a : a + batch_size]
-                g = torch.Generator(self.device).manual_seed(part[0][3])
+                g = [self._generator(seed, s) for _, s, _, seed in part]  # one per row, as in synthesize
                 ph = [prepared[i].phonemes[s] for i, s, _, _ in part]
                 pr = [prepared[i].prompt for i, _, _, _ in part]
                 caps = [prepared[i].caps[s] for i, s, _, _ in part]
