@@ -246,3 +246,17 @@ def test_prompt_is_transcribed_without_prompt_text(tts, dev):
     res = tts.synthesize("Hello.", dev["lj2"], max_seconds=0.2)
     words = set(res.prompt_text.lower().replace(".", "").split())
     assert {"comparatively", "modern"} & words, res.prompt_text
+
+
+def test_continuation_mode_keeps_the_prompt_and_continues(tts, dev):
+    """VALL-E continuation: the prompt is the start of the utterance; the output is prompt + continuation."""
+    prompt = tts.load_prompt(dev["lj1"])[: 2 * tts.sample_rate]  # first 2 s at the model rate
+    res = tts.synthesize(dev["lj1_text"], prompt, continuation=True, max_seconds=3.0, steps=3)
+    np.testing.assert_array_equal(res.audio[: len(prompt)], prompt)
+    assert len(res.audio) > len(prompt) and res.info["frames"][0] > 0
+    [batched] = tts.synthesize_batch(
+        [dict(text=dev["lj1_text"], prompt_audio=prompt, continuation=True, max_seconds=3.0, steps=3)]
+    )
+    np.testing.assert_allclose(batched.audio, res.audio, atol=1e-4)
+    with pytest.raises(TTSInputError, match="continuation mode"):
+        tts.synthesize("x y z.", prompt, prompt_text="the start", continuation=True)

@@ -9,6 +9,7 @@ TSV files need a header row with those column names (tab-separated, no quoting).
 
 - Resumable: jobs whose output exists are skipped; outputs are written to a temp file and renamed (atomic).
 - Isolated failures: a job that fails is listed in ``OUT_DIR/failures.jsonl`` (id + error) and the others go on.
+- Jobs with ``"protocol": "continuation"`` are synthesized in continuation mode (output = prompt + continuation).
 - Per job: ``OUT_DIR/info.jsonl`` records the output length and why generation stopped (``eos`` or ``cap``).
 - Summary: printed at the end and written to ``OUT_DIR/summary.json``. Exit status 1 when any job failed.
 """
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             "cfg": args.cfg,
             "temperature": args.temperature,
             "max_seconds": args.max_seconds,
+            # evaluation/librispeech.py's continuation jobs: score prompt + continuation as one utterance
+            "continuation": j.get("protocol") == "continuation",
         }
 
     for a in range(0, len(todo), args.batch_size):

@@ -114,6 +114,9 @@ class _Job:
     phonemes: list[list[int]]  # per sentence: prompt phonemes + " " + sentence phonemes
     caps: list[int]  # per sentence: frame cap
     timings: dict
+    continuation_audio: np.ndarray | None = (
+        None  # continuation mode: the prompt waveform that starts the output
+    )
 
 
 class TTS:
@@ -229,12 +232,26 @@ class TTS:
             raise TTSInputError(f"max_seconds must be positive, got {max_seconds}")
         return max(1, min(cap, int(limit * c.frame_rate)))
 
-    def _prepare(self, text, prompt_audio, prompt_text, max_seconds) -> _Job:
+    def _prepare(self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False) -> _Job:
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise TTSInputError("text is empty: nothing to synthesize")
         wav = self.load_prompt(prompt_audio)
         timings = {}
+        if continuation:
+            # The prompt is the start of the utterance whose whole text is ``text`` (VALL-E's continuation task,
+            # the training pairs' "prefix" mode): phonemes(text) only, one span, and the output keeps the prompt.
+            if prompt_text is not None:
+                raise TTSInputError(
+                    "continuation mode takes the whole utterance as text; leave prompt_text None"
+                )
+            ph = self._encode_text(text, "text")
+            with torch.no_grad():
+                z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
+                prompt = self.lm.normalize(MODALITY, z.to(self.device))
+            cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
+            timings["prepare_s"] = time.perf_counter() - t0
+            return _Job(prompt, "", [text], [ph], [cap], timings, continuation_audio=wav)
         if prompt_text is None:
             t1 = time.perf_counter()
             prompt_text = self.transcribe(wav)
@@ -316,7 +333,7 @@ class TTS:
     def _result(
         self, job: _Job, pieces: list[np.ndarray], frames, stops, t_gen, t_vae, t0
     ) -> SynthesisResult:
-        out = []
+        out = [] if job.continuation_audio is None else [np.asarray(job.continuation_audio, dtype=np.float32)]
         for i, p in enumerate(pieces):
             if i:
                 out.append(self._pause())
@@ -345,12 +362,14 @@ class TTS:
         temperature: float = 1.0,
         seed: int = 0,
         max_seconds: float | None = None,
+        continuation: bool = False,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
         generated one after the other with the same prompt (each with its own seeded random stream), joined by
-        short pauses."""
+        short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole text is
+        ``text`` (no prompt_text); the model continues it and the result is prompt + continuation."""
         t0 = time.perf_counter()
-        job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
+        job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation)
         pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
         for k, (ph, cap) in enumerate(zip(job.phonemes, job.caps)):
             t1 = time.perf_counter()
@@ -421,7 +440,17 @@ class TTS:
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
         t0 = time.perf_counter()
-        keys = ("text", "prompt_audio", "prompt_text", "steps", "cfg", "temperature", "seed", "max_seconds")
+        keys = (
+            "text",
+            "prompt_audio",
+            "prompt_text",
+            "steps",
+            "cfg",
+            "temperature",
+            "seed",
+            "max_seconds",
+            "continuation",
+        )
         prepared: list[_Job | TTSInputError] = []
         for i, job in enumerate(jobs):
             unknown = sorted(set(job) - set(keys) - {"id", "out"})
@@ -432,7 +461,11 @@ class TTS:
                     raise TTSInputError("a job needs 'text' and 'prompt_audio'")
                 prepared.append(
                     self._prepare(
-                        job["text"], job["prompt_audio"], job.get("prompt_text"), job.get("max_seconds")
+                        job["text"],
+                        job["prompt_audio"],
+                        job.get("prompt_text"),
+                        job.get("max_seconds"),
+                        bool(job.get("continuation", False)),
                     )
                 )
             except TTSInputError as e:
