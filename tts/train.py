@@ -24,8 +24,6 @@ import contextlib
 import json
 import math
 import os
-import signal
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +34,9 @@ import torch.distributed as dist
 from torch import nn
 
 from latentlm.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
-from latentlm.config import load_config, save_config, to_dict
+from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
+from latentlm.training import ema_update_, fit_loop
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, collate, load_audio
 from tts.frontend import Frontend
 from tts.layout import MODALITY, training_batch
@@ -238,14 +237,10 @@ class Trainer:
         if self.rank == 0:
             save_training_state(self.ckpt, state)
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for k, v in self.lm.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.ema[k].lerp_(v.detach(), 1 - d)
-            else:
-                self.ema[k].copy_(v)
+        ema_update_(
+            self.ema, self.lm.state_dict(), min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        )
 
     # ---- data ------------------------------------------------------------------------------------------
     def setup_data(self, rows: list[Utterance]) -> None:
@@ -329,9 +324,6 @@ class Trainer:
         return {**sums, "grad_norm": float(self._full(gnorm)), "lr": self.sched.get_last_lr()[0]}
 
     # ---- loop ------------------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:
-        self.stop_requested = True
-
     def ema_tts(self) -> TTS:
         lm = LatentLM(self.cfg.tts.model).to(self.device)
         lm.load_state_dict({k: self._full(v) for k, v in self.ema.items()})
@@ -348,53 +340,15 @@ class Trainer:
             writer.add_scalar(f"sample/{i}_seconds", res.duration, self.step)
 
     def fit(self, valid: list[tuple] | None = None) -> None:
-        cfg = self.cfg
-        writer = None
-        if self.rank == 0:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-            writer = SummaryWriter(str(self.out / "tb"))
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = None
-        if cfg.progress and self.rank == 0:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="tts", dynamic_ncols=True)
-        t0, start = time.monotonic(), self.step
-        try:
-            while self.step < cfg.max_steps and not self.stop_requested:
-                logs = self.train_step()
-                if not math.isfinite(logs["total"]):
-                    raise RuntimeError(f"step {self.step}: non-finite loss {logs}")
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        lm=f"{logs['lm']:.3f}", diff=f"{logs[f'diff_{MODALITY}']:.3f}", refresh=False
-                    )
-                if writer is not None and self.step % cfg.log_every == 0:
-                    for k, v in logs.items():
-                        writer.add_scalar(f"train/{k}", v, self.step)
-                    if bar is None:
-                        rate = (self.step - start) / (time.monotonic() - t0)
-                        terms = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
-                        print(f"step {self.step} ({rate:.2f} it/s): {terms}", flush=True)
-                if writer is not None and valid and cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self._write_samples(writer, valid)
-                if self.step % cfg.save_every == 0:
-                    self.save()
-                limit = cfg.time_limit_minutes * 60
-                if limit > 0 and time.monotonic() - t0 >= limit:
-                    break
-            self.save()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
+        """Train until max_steps / time limit / SIGINT-SIGTERM (then save; rerun to resume)."""
+        fit_loop(
+            self,
+            self.cfg,
+            self.train_step,
+            desc="tts",
+            postfix=lambda logs: {"lm": f"{logs['lm']:.3f}", "diff": f"{logs[f'diff_{MODALITY}']:.3f}"},
+            sample_fn=(lambda writer: self._write_samples(writer, valid)) if valid else None,
+        )
 
 
 def validation_prompts(rows: list[Utterance], n: int) -> list[tuple]:

@@ -10,11 +10,8 @@ end, and on SIGINT/SIGTERM. At the end a release (EMA weights + config + latent 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,7 +21,8 @@ import torch.distributed as dist
 from torch import nn
 
 from latentlm.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
-from latentlm.config import load_config, save_config, to_dict
+from latentlm.config import load_config, to_dict
+from latentlm.training import ema_update_, fit_loop
 from vocoder_vae import losses as L
 from vocoder_vae.data import CropDataset, DataConfig, list_audio
 from vocoder_vae.discriminators import DiscriminatorConfig, Discriminators
@@ -151,14 +149,8 @@ class Trainer:
         if self.rank == 0:
             save_training_state(self.ckpt, self.state())
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        d = self.cfg.ema_decay
-        for k, v in self.model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.ema[k].lerp_(v.detach(), 1 - d)
-            else:
-                self.ema[k].copy_(v)
+        ema_update_(self.ema, self.model.state_dict(), self.cfg.ema_decay)
 
     # ---- one step --------------------------------------------------------------------------------------
     def train_step(self, wav: torch.Tensor) -> dict[str, float]:
@@ -204,60 +196,22 @@ class Trainer:
         return logs
 
     # ---- loop ------------------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:
-        self.stop_requested = True
-
     def fit(self, data: CropDataset, valid: list[torch.Tensor] | None = None) -> None:
-        cfg = self.cfg
-        writer = None
-        if self.rank == 0:
-            from torch.utils.tensorboard import SummaryWriter
+        """Train until max_steps / time limit / SIGINT-SIGTERM (then save; rerun to resume)."""
+        self.model.train()
 
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-            writer = SummaryWriter(str(self.out / "tb"))
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = None
-        if cfg.progress and self.rank == 0:
-            from tqdm import tqdm
+        def step() -> dict[str, float]:
+            wav = data.batch(self.step, self.cfg.data.batch_size).to(self.device, non_blocking=True)
+            return self.train_step(wav)
 
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="vae", dynamic_ncols=True)
-        t0, start_step = time.monotonic(), self.step
-        try:
-            self.model.train()
-            while self.step < cfg.max_steps and not self.stop_requested:
-                wav = data.batch(self.step, cfg.data.batch_size).to(self.device, non_blocking=True)
-                logs = self.train_step(wav)
-                if not math.isfinite(logs["total"]):
-                    raise RuntimeError(f"step {self.step}: non-finite loss {logs}")
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(mel=f"{logs.get('mel', float('nan')):.3f}", refresh=False)
-                if writer is not None and self.step % cfg.log_every == 0:
-                    for k, v in logs.items():
-                        writer.add_scalar(f"train/{k}", v, self.step)
-                    if bar is None:
-                        rate = (self.step - start_step) / (time.monotonic() - t0)
-                        terms = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
-                        print(
-                            f"step {self.step} ({rate:.2f} it/s, {time.monotonic() - t0:.0f} s): {terms}",
-                            flush=True,
-                        )
-                if writer is not None and valid and self.step % cfg.sample_every == 0:
-                    self._write_samples(writer, valid)
-                if self.step % cfg.save_every == 0:
-                    self.save()
-                limit = cfg.time_limit_minutes * 60
-                if limit > 0 and time.monotonic() - t0 >= limit:
-                    break
-            self.save()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
+        fit_loop(
+            self,
+            self.cfg,
+            step,
+            desc="vae",
+            postfix=lambda logs: {"mel": f"{logs.get('mel', float('nan')):.3f}"},
+            sample_fn=(lambda writer: self._write_samples(writer, valid)) if valid else None,
+        )
 
     def ema_model(self) -> AudioVAE:
         m = AudioVAE(self.cfg.model).to(self.device)

@@ -1,0 +1,96 @@
+"""The pieces every trainer here shares: the EMA update and the outer training loop.
+
+A trainer passed to ``fit_loop`` has ``step`` (int), ``rank`` (int), ``out`` (Path), ``stop_requested`` (bool)
+and ``save()``; its config has ``max_steps``, ``log_every``, ``sample_every``, ``save_every``,
+``time_limit_minutes`` and ``progress``. Used by ``tts.train`` and ``vocoder_vae.train``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+
+import torch
+
+from latentlm.config import save_config
+
+
+@torch.no_grad()
+def ema_update_(ema: dict[str, torch.Tensor], state: dict[str, torch.Tensor], decay: float) -> None:
+    """In place: ema <- decay * ema + (1 - decay) * state for float tensors; other tensors are copied."""
+    for k, v in state.items():
+        if v.dtype.is_floating_point:
+            ema[k].lerp_(v.detach(), 1 - decay)
+        else:
+            ema[k].copy_(v)
+
+
+def fit_loop(
+    trainer,
+    cfg,
+    step_fn: Callable[[], dict[str, float]],
+    desc: str,
+    postfix: Callable[[dict[str, float]], dict[str, str]],
+    sample_fn: Callable | None = None,
+) -> None:
+    """Run ``step_fn`` (one optimisation step, returns its logs) until ``cfg.max_steps``, a time limit, or
+    SIGINT/SIGTERM (the step in flight finishes, then the state is saved and the loop stops: rerun to resume).
+    Rank 0 writes TensorBoard scalars (``OUT/tb``), the resolved config (``OUT/config.yaml``), a progress bar
+    (or a log line every ``log_every`` steps without one) and, every ``sample_every`` steps,
+    ``sample_fn(writer)``. Saves every ``save_every`` steps and at the end. A non-finite loss is an error."""
+    writer = None
+    if trainer.rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        trainer.out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, trainer.out / "config.yaml")
+        writer = SummaryWriter(str(trainer.out / "tb"))
+
+    def on_signal(signum, frame) -> None:
+        trainer.stop_requested = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar = None
+    if cfg.progress and trainer.rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=trainer.step, desc=desc, dynamic_ncols=True)
+    t0, start = time.monotonic(), trainer.step
+    try:
+        while trainer.step < cfg.max_steps and not trainer.stop_requested:
+            logs = step_fn()
+            if not math.isfinite(logs["total"]):
+                raise RuntimeError(f"step {trainer.step}: non-finite loss {logs}")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(**postfix(logs), refresh=False)
+            if writer is not None and trainer.step % cfg.log_every == 0:
+                for k, v in logs.items():
+                    writer.add_scalar(f"train/{k}", v, trainer.step)
+                if bar is None:
+                    elapsed = time.monotonic() - t0
+                    terms = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                    rate = (trainer.step - start) / elapsed
+                    print(f"step {trainer.step} ({rate:.2f} it/s, {elapsed:.0f} s): {terms}", flush=True)
+            if (
+                writer is not None
+                and sample_fn is not None
+                and cfg.sample_every
+                and trainer.step % cfg.sample_every == 0
+            ):
+                sample_fn(writer)
+            if trainer.step % cfg.save_every == 0:
+                trainer.save()
+            limit = cfg.time_limit_minutes * 60
+            if limit > 0 and time.monotonic() - t0 >= limit:
+                break
+        trainer.save()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
