@@ -232,6 +232,12 @@ class TTS:
             raise TTSInputError(f"max_seconds must be positive, got {max_seconds}")
         return max(1, min(cap, int(limit * c.frame_rate)))
 
+    @torch.no_grad()
+    def _prompt_latents(self, wav: np.ndarray) -> Tensor:
+        """Prompt waveform at the model rate -> normalised VAE mean latents [Tp, D]."""
+        z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
+        return self.lm.normalize(MODALITY, z.to(self.device))
+
     def _prepare(self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False) -> _Job:
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
@@ -246,9 +252,7 @@ class TTS:
                     "continuation mode takes the whole utterance as text; leave prompt_text None"
                 )
             ph = self._encode_text(text, "text")
-            with torch.no_grad():
-                z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
-                prompt = self.lm.normalize(MODALITY, z.to(self.device))
+            prompt = self._prompt_latents(wav)
             cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
             timings["prepare_s"] = time.perf_counter() - t0
             return _Job(prompt, "", [text], [ph], [cap], timings, continuation_audio=wav)
@@ -269,9 +273,7 @@ class TTS:
             ph = self._encode_text(s, "text")
             phonemes.append(prompt_ph + [SPACE_ID] + ph)
             caps.append(self.frame_cap(len(ph), max_seconds))
-        with torch.no_grad():
-            z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
-            prompt = self.lm.normalize(MODALITY, z.to(self.device))
+        prompt = self._prompt_latents(wav)
         timings["prepare_s"] = time.perf_counter() - t0
         return _Job(prompt, prompt_text, sentences, phonemes, caps, timings)
 

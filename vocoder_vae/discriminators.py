@@ -16,6 +16,17 @@ from torch.nn.utils.parametrizations import weight_norm
 from vocoder_vae.spectral import stft_mag
 
 
+def conv_stack(convs: nn.ModuleList, out: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """LeakyReLU(0.1) conv stack then the output conv -> (score map, every layer's feature map)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = out(x)
+    feats.append(x)
+    return x, feats
+
+
 @dataclass
 class DiscriminatorConfig:
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])  # [] disables the MPD
@@ -41,13 +52,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-n) % self.period
         x = F.pad(wav, (0, pad), mode="reflect" if pad < n else "constant")
         x = x.view(b, 1, -1, self.period)  # [B, 1, L/P, P]
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
-        return x, feats
+        return conv_stack(self.convs, self.out, x)
 
 
 class SpectralDiscriminator(nn.Module):
@@ -68,13 +73,7 @@ class SpectralDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> tuple[Tensor, list[Tensor]]:
         x = torch.log(stft_mag(wav, self.n_fft).clamp_min(1e-5))[:, None]  # [B, 1, F, N]
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
-        return x, feats
+        return conv_stack(self.convs, self.out, x)
 
 
 class Discriminators(nn.Module):
