@@ -32,15 +32,22 @@ def test_extract_cli_writes_store_and_resumes(real_speech_dir, tmp_path, capsys)
         )
         for r in rows
     ]
-    write_jsonl(utts, tmp_path / "m.jsonl")
+    bad = tmp_path / "corrupt.flac"
+    bad.write_bytes(b"fLaC this is not audio")
+    broken = Utterance(
+        id="broken", audio=str(bad), text="x", speaker="s", duration=1.0, sample_rate=16000, source="test"
+    )
+    write_jsonl([*utts, broken], tmp_path / "m.jsonl")
     args = ["--manifest", str(tmp_path / "m.jsonl"), "--vae", str(VAE), "--out", str(tmp_path / "lat")]
-    main(args)
+    with pytest.warns(UserWarning, match="skipping broken"), pytest.raises(SystemExit, match="1 utterances"):
+        main(args)  # the corrupt file is reported; the good ones are encoded anyway
+    assert "corrupt.flac" in capsys.readouterr().err
     store = LatentStore(tmp_path / "lat")
     assert len(store) == 3
     for u in utts:
         z = store.get(u.id)
         n = sf.info(u.audio).frames
         assert z.shape[1] == 32 and abs(z.shape[0] - n / 640) <= 1  # 25 Hz frames at 16 kHz
-    capsys.readouterr()
-    main(args)
+    with pytest.warns(UserWarning), pytest.raises(SystemExit):
+        main(args)  # a rerun retries only the failed one
     assert "encoded 0 new utterances" in capsys.readouterr().out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -73,7 +74,8 @@ def extract_latents(
     """Encode this rank's share of rows (sorted by id, then every world_size-th) into safetensors shards
     ``shard-r{rank}-{k}.safetensors`` (one tensor [T, D] per utterance id) and an index ``index-r{rank}.json``
     {id: {"shard", "frames"}} updated after each shard, so a rerun skips finished utterances.
-    Returns the number of utterances encoded by this call."""
+    Rows whose audio cannot be read or encoded (corrupt, silent, missing) are skipped with a warning and listed
+    in ``failures-r{rank}.json``; the others go on. Returns the number of utterances encoded by this call."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world_size {world_size}")
     if shard_size < 1:
@@ -109,9 +111,15 @@ def extract_latents(
         _atomic_json(index, idx_path)
         n_shards, buf = n_shards + 1, {}
 
+    failures: dict[str, str] = {}
     for r in it:
-        wav, sr = load_audio(r)
-        z = encoder.encode(torch.from_numpy(wav), sr)
+        try:
+            wav, sr = load_audio(r)
+            z = encoder.encode(torch.from_numpy(wav), sr)
+        except (ValueError, RuntimeError, OSError) as e:  # corrupt / silent / unreadable audio: skip, report
+            failures[r.id] = f"{r.audio}: {e}"
+            warnings.warn(f"latents: skipping {r.id}: {failures[r.id]}", stacklevel=2)
+            continue
         if z.ndim != 2:
             raise ValueError(f"encoder returned shape {tuple(z.shape)} for {r.id}; expected [T, D]")
         buf[r.id] = z.detach().to("cpu", torch.float32).contiguous()
@@ -119,6 +127,8 @@ def extract_latents(
         if len(buf) >= shard_size:
             flush()
     flush()
+    # This call's unreadable rows (a rerun retries them): out/failures-r{rank}.json, {id: reason}.
+    _atomic_json(failures, out / f"failures-r{rank:03d}.json")
     meta = {"frame_rate": float(encoder.frame_rate), "world_size": world_size}
     _atomic_json(meta, out / "meta.json")
     return done

@@ -9,7 +9,10 @@ Re-running skips utterances already in the store. The latent store (tts.data.Lat
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -38,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
             rows, vae, args.out, shard_size=args.shard_size, rank=args.rank, world_size=args.world_size
         )
     print(f"rank {args.rank}/{args.world_size}: encoded {n} new utterances into {args.out}")
+    failed = json.loads((Path(args.out) / f"failures-r{args.rank:03d}.json").read_text())
+    for uid, reason in failed.items():
+        print(f"failed {uid}: {reason}", file=sys.stderr)
+    if failed:
+        sys.exit(f"{len(failed)} utterances could not be encoded (listed above); rerun to retry them")
 
 
 if __name__ == "__main__":
