@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ from latentlm.checkpoint import load_training_state
 from latentlm.config import load_config
 from tts.manifests import read_jsonl
 from tts.model import TTS
-from tts.testing import make_tiny_corpus, write_tiny_recipe
+from tts.testing import make_tiny_corpus, run_tts_train, subprocess_env, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,19 +26,8 @@ def corpus(real_speech_dir, tmp_path_factory):
     return make_tiny_corpus(real_speech_dir, tmp_path_factory.mktemp("tts_corpus"))
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _train(recipe: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "tts.train", str(recipe), *overrides]
-    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    return run_tts_train(recipe, *overrides)
 
 
 def test_losses_fall_on_tiny_overfit(corpus, tmp_path):
@@ -84,7 +71,7 @@ def test_sigterm_then_resume_is_exact(corpus, tmp_path):
     run = write_tiny_recipe(tmp_path / "run.yaml", corpus, tmp_path / "run")
     cmd = [sys.executable, "-m", "tts.train", str(run), "max_steps=8", "save_every=1"]
     p = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     ckpt = tmp_path / "run" / "last.pt"
     t0 = time.monotonic()
@@ -110,18 +97,7 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     r = _train(one, "max_steps=2", "optim.accum_steps=2")
     assert r.returncode == 0, r.stderr[-2000:]
     two = write_tiny_recipe(tmp_path / "two.yaml", corpus, tmp_path / "two")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        "-m",
-        "tts.train",
-        str(two),
-        "max_steps=2",
-    ]
-    r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    r = run_tts_train(two, "max_steps=2", nproc=2)
     assert r.returncode == 0, r.stderr[:4000]
     a, b = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
     for k in a:

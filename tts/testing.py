@@ -10,6 +10,10 @@ and the real front-end vocabulary. Its LM-head rows for ``<lat>`` and ``<eo_audi
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -128,3 +132,25 @@ def write_tiny_recipe(path: str | Path, corpus: dict[str, Path], out_dir: str | 
     }
     Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
     return Path(path)
+
+
+def subprocess_env() -> dict:
+    """Environment for trainer subprocesses in tests: the repo importable, one OpenMP thread per process."""
+    repo = Path(__file__).resolve().parents[1]
+    return {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_tts_train(recipe: str | Path, *overrides: str, nproc: int = 1) -> subprocess.CompletedProcess:
+    """``python -m tts.train RECIPE ...`` (nproc 1) or its ``torchrun --nproc_per_node=N`` form, captured."""
+    launch = [sys.executable]
+    if nproc > 1:
+        launch += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}"]
+    cmd = [*launch, "-m", "tts.train", str(recipe), *overrides]
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(cmd, cwd=repo, env=subprocess_env(), capture_output=True, text=True, timeout=300)

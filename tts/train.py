@@ -13,6 +13,7 @@ micro-batch (sigma noise, condition dropout, diffusion noise) comes from generat
 batch index), so N processes x 1 micro-batch == 1 process x N micro-batches, and resuming is exact.
 ``OUT_DIR/last.pt`` (atomic) is written every ``save_every`` steps, at the end and on SIGINT/SIGTERM, and
 holds model, optimizer, scheduler, EMA, step, sampler epoch/position and RNG states; a rerun resumes from it.
+Under ``parallel=fsdp`` it is gathered to the same full, single-process format and re-sharded on resume.
 At the end (max_steps or time_limit_minutes) a release (EMA weights + VAE + front end) goes to ``export_dir``
 (default OUT_DIR/release).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -103,6 +105,13 @@ class _Losses(nn.Module):
         return self.lm.losses(batch, generator=generator)
 
 
+def _full_cpu():
+    """FSDP save options: full (unsharded) tensors, gathered onto rank 0's CPU (other ranks get nothing)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
 def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, rank: int = 0) -> dict:
     """{id: phoneme ids} from LATENTS/phonemes.json, computing (rank 0) and saving the missing ones.
     Texts that phonemize to nothing are skipped with a warning."""
@@ -162,18 +171,20 @@ class Trainer:
         self.lm.set_latent_stats(MODALITY, mean, std)
         TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
         self.lm.train()
-        self.ema = {k: v.detach().clone() for k, v in self.lm.state_dict().items()}
         self.net: nn.Module = _Losses(self.lm)
-        if self.world > 1:
-            if cfg.parallel == "fsdp":
-                from torch.distributed.fsdp import fully_shard
+        self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
+        if self.fsdp:  # each trunk block is one all-gather unit; the root holds embeddings + heads
+            from torch.distributed.fsdp import fully_shard
 
-                for block in self.lm.trunk.blocks:
-                    fully_shard(block)
-                fully_shard(self.net)
-            else:
-                ids = [self.device.index] if want_cuda else None
-                self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+            for block in self.lm.trunk.layers:
+                fully_shard(block)
+            fully_shard(self.net)
+        elif self.world > 1:
+            ids = [self.device.index] if want_cuda else None
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        # after sharding: under FSDP the EMA holds the same DTensor shards as the parameters, so its
+        # update is local; it is gathered only to save / export
+        self.ema = {k: v.detach().clone() for k, v in self.lm.state_dict().items()}
         o = cfg.optim
         self.opt = torch.optim.AdamW(
             self.lm.parameters(), o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
@@ -183,7 +194,9 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.ckpt = self.out / "last.pt"
         if resume and self.ckpt.is_file():
-            self._load(load_training_state(self.ckpt, map_location=self.device))
+            # under FSDP every rank reads the whole file: keep it on the CPU, shards go to the device one by one
+            where = "cpu" if self.fsdp else self.device
+            self._load(load_training_state(self.ckpt, map_location=where))
         self.stop_requested = False
 
     # ---- schedule / state ------------------------------------------------------------------------------
@@ -194,24 +207,54 @@ class Trainer:
         frac = min(1.0, (step - o.warmup_steps) / max(1, self.cfg.max_steps - o.warmup_steps))
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
 
+    # Checkpoints have one format whatever the parallel mode: full (unsharded) tensors, the optimizer state
+    # keyed by parameter index as ``torch.optim.Optimizer.state_dict`` writes it. Under FSDP, gathering is
+    # collective (every rank calls state()) and the full state lands on rank 0 only (on the CPU), which
+    # writes it; resuming gives every rank the whole file and each keeps its own shards.
     def _model_state(self) -> dict:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        if self.fsdp:
+            from torch.distributed.checkpoint import state_dict as dsd
 
-        if self.cfg.parallel == "fsdp" and self.world > 1:
-            sd = get_model_state_dict(
-                self.net, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
+            sd = dsd.get_model_state_dict(self.net, options=_full_cpu())
             return {k.removeprefix("lm."): v for k, v in sd.items()}
         return self.lm.state_dict()
 
     def _full(self, v: torch.Tensor) -> torch.Tensor:
         return v.full_tensor() if hasattr(v, "full_tensor") else v
 
+    def _ema_state(self) -> dict:
+        if not self.fsdp:
+            return {k: self._full(v) for k, v in self.ema.items()}
+        out = {}
+        for k, v in self.ema.items():
+            full = self._full(v)  # collective: every rank gathers, rank 0 keeps it (on the CPU)
+            if self.rank == 0:
+                out[k] = full.cpu()
+        return out
+
+    def _param_names(self) -> list[str]:
+        """FQNs (under self.net) in optimizer order: the optimizer was built from self.lm.parameters()."""
+        return [f"lm.{n}" for n, _ in self.lm.named_parameters()]
+
+    def _optim_state(self) -> dict:
+        if not self.fsdp or not self.opt.state:  # nothing sharded to gather (no step taken yet)
+            return self.opt.state_dict()
+        from torch.distributed.checkpoint import state_dict as dsd
+
+        osd = dsd.get_optimizer_state_dict(self.net, self.opt, options=_full_cpu())  # keyed by FQN
+        if self.rank != 0:
+            return {}
+        index = {n: i for i, n in enumerate(self._param_names())}
+        return {
+            "state": {index[k]: v for k, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [index[k] for k in g["params"]]} for g in osd["param_groups"]],
+        }
+
     def state(self) -> dict:
         return {
             "model": self._model_state(),
-            "ema": {k: self._full(v) for k, v in self.ema.items()},
-            "optimizer": self.opt.state_dict(),
+            "ema": self._ema_state(),
+            "optimizer": self._optim_state(),
             "scheduler": self.sched.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
@@ -221,16 +264,47 @@ class Trainer:
         }
 
     def _load(self, s: dict) -> None:
-        if self.cfg.parallel == "fsdp" and self.world > 1:
-            raise NotImplementedError(
-                "resuming FSDP runs needs distributed checkpoint loading (not done yet)"
-            )
-        self.lm.load_state_dict(s["model"])
-        self.ema = {k: v.to(self.device) for k, v in s["ema"].items()}
-        self.opt.load_state_dict(s["optimizer"])
+        if self.fsdp:
+            self._load_sharded(s)
+        else:
+            self.lm.load_state_dict(s["model"])
+            self.ema = {k: v.to(self.device) for k, v in s["ema"].items()}
+            self.opt.load_state_dict(s["optimizer"])
         self.sched.load_state_dict(s["scheduler"])
         self.step, self.epoch, self.pos = int(s["step"]), int(s["epoch"]), int(s["pos"])
         set_rng_state(s["rng"])
+
+    def _load_sharded(self, s: dict) -> None:
+        """Full checkpoint (any parallel mode) -> this rank's shards of model, EMA and optimizer state."""
+        from torch.distributed.checkpoint import state_dict as dsd
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        full = dsd.StateDictOptions(full_state_dict=True)  # every rank holds the whole file
+        dsd.set_model_state_dict(self.net, {f"lm.{k}": v for k, v in s["model"].items()}, options=full)
+        own = self.lm.state_dict()
+        if set(own) != set(s["ema"]):
+            raise ValueError(
+                f"checkpoint EMA keys do not match the model: missing {sorted(set(own) - set(s['ema']))[:5]}, "
+                f"unexpected {sorted(set(s['ema']) - set(own))[:5]}"
+            )
+        self.ema = {
+            k: distribute_tensor(v.to(self.device), own[k].device_mesh, own[k].placements)
+            if isinstance(own[k], DTensor)
+            else v.to(self.device)
+            for k, v in ((k, s["ema"][k]) for k in own)  # model order, the same on every rank
+        }
+        osd = s["optimizer"]
+        if not osd["state"]:  # saved before the first step: hyperparameters only, nothing to shard
+            self.opt.load_state_dict(osd)
+            return
+        names = self._param_names()
+        osd = {
+            "state": {names[i]: v for i, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in osd["param_groups"]],
+        }
+        dsd.set_optimizer_state_dict(self.net, self.opt, osd, options=full)
+        for group, saved in zip(self.opt.param_groups, s["optimizer"]["param_groups"]):
+            group.update({k: v for k, v in saved.items() if k != "params"})  # as saved (betas stay a tuple)
 
     def save(self) -> None:
         state = self.state()  # collective under FSDP: every rank calls it
@@ -406,6 +480,10 @@ def main(argv: list[str] | None = None) -> None:
             meta = {"steps": trainer.step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae}
             print(f"exported release to {tts.save_pretrained(out, meta=meta)}", flush=True)
     if dist.is_initialized():
+        # FSDP2 modules hold their last collectives: free them while the process group lives, or gloo can
+        # abort at interpreter exit ("terminate called without an active exception", ~1 run in 14 on CPU)
+        del trainer
+        gc.collect()
         dist.destroy_process_group()
 
 
