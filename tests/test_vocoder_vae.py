@@ -12,6 +12,7 @@ import torch
 from latentlm.config import load_config
 from latentlm.sigma_vae import BottleneckConfig
 from vocoder_vae.audio import load_audio
+from vocoder_vae.frame_nets import FrameNetConfig
 from vocoder_vae.metrics import mel_distance, si_sdr, stoi
 from vocoder_vae.model import AudioVAE, VAEConfig
 
@@ -19,7 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny(strides=(2, 4, 5), head="waveform", dim=8, **kw) -> VAEConfig:
+    """head: "waveform" / "istft" (conv encoder + conv decoder) or "frame" (mel encoder + ConvNeXt decoder)."""
     extra = {"istft_hop": 10, "decoder_upsample": [2, 2]} if head == "istft" else {}
+    if head == "frame":
+        head = "waveform"
+        frame = FrameNetConfig(frame_hop=10, n_mels=8, dim=32, encoder_frame_blocks=2, decoder_frame_blocks=2)
+        extra = {"encoder_kind": "mel", "decoder_kind": "convnext", "frame": frame}
     return VAEConfig(
         strides=list(strides),
         channels=4,
@@ -65,7 +71,7 @@ def test_paper_recipes_build():
     assert small.model.sample_rate == 16000
 
 
-@pytest.mark.parametrize("head", ["waveform", "istft"])
+@pytest.mark.parametrize("head", ["waveform", "istft", "frame"])
 def test_causality(head, speech):
     """Changing samples after frame k's span changes neither latents <= k nor decoded samples before it."""
     torch.manual_seed(0)
@@ -83,7 +89,7 @@ def test_causality(head, speech):
     assert not torch.allclose(wx[..., 12 * hop :], wy[..., 12 * hop :], atol=1e-4)
 
 
-@pytest.mark.parametrize("head", ["waveform", "istft"])
+@pytest.mark.parametrize("head", ["waveform", "istft", "frame"])
 def test_stream_decode_matches_full(head, speech):
     torch.manual_seed(0)
     vae = AudioVAE(tiny(head=head)).eval()
@@ -150,9 +156,17 @@ def test_decode_and_files_reject_bad_input(tmp_path):
         load_audio(bad, 16000)
 
 
-def test_release_round_trip(tmp_path, speech):
+def test_frame_config_validation():
+    with pytest.raises(ValueError, match="frame_hop 30 must be a positive divisor of hop 40"):
+        VAEConfig(strides=[2, 4, 5], encoder_kind="mel", frame=FrameNetConfig(frame_hop=30))
+    cfg = tiny(head="frame")
+    assert cfg.hop // cfg.frame.frame_hop == 4
+
+
+@pytest.mark.parametrize("head", ["waveform", "frame"])
+def test_release_round_trip(tmp_path, speech, head):
     torch.manual_seed(0)
-    vae = AudioVAE(tiny()).eval()
+    vae = AudioVAE(tiny(head=head)).eval()
     vae.set_latent_stats(torch.linspace(-1, 1, 8), torch.linspace(0.5, 2, 8))
     vae.save_pretrained(tmp_path / "rel", meta={"note": "test"})
     back = AudioVAE.from_pretrained(tmp_path / "rel")
@@ -164,7 +178,7 @@ def test_release_round_trip(tmp_path, speech):
     assert torch.allclose(back.denormalize(back.normalize(z)), z, atol=1e-5)
     assert torch.allclose(back.normalize(z).mean(0) * std + mean, z.mean(0), atol=1e-5)
     # a release whose weights do not match its config fails loudly (strict load)
-    other = AudioVAE(tiny(dim=4))
+    other = AudioVAE(tiny(dim=4, head=head))
     other.save_pretrained(tmp_path / "bad")
     (tmp_path / "bad" / "config.json").write_text((tmp_path / "rel" / "config.json").read_text())
     with pytest.raises(ValueError, match="does not match"):

@@ -22,6 +22,13 @@ TINY = [
     "model.dilations=[1,3]",
     "model.decoder_channels=32",
     "model.bottleneck.latent_dim=8",
+    "model.frame.frame_hop=10",
+    "model.frame.n_mels=8",
+    "model.frame.dim=32",
+    "model.frame.encoder_frame_blocks=1",
+    "model.frame.encoder_latent_blocks=1",
+    "model.frame.decoder_latent_blocks=1",
+    "model.frame.decoder_frame_blocks=2",
     "disc.periods=[2,3]",
     "disc.mpd_channels=2",
     "disc.resolutions=[256]",
@@ -47,8 +54,10 @@ def files(real_speech_dir) -> list[Path]:
     return list_audio(str(real_speech_dir / "librispeech_train-clean-100" / "manifest.tsv"))[:3]
 
 
-def test_training_reduces_reconstruction_loss(tmp_path, files):
-    cfg = tiny_cfg(tmp_path, "loss.adv_start_step=100000", "optim.lr=0.003", "optim.warmup_steps=1")
+@pytest.mark.parametrize("design", ["frame", "conv"])
+def test_training_reduces_reconstruction_loss(tmp_path, files, design):
+    kinds = ["model.encoder_kind=conv", "model.decoder_kind=conv"] if design == "conv" else []
+    cfg = tiny_cfg(tmp_path, "loss.adv_start_step=100000", "optim.lr=0.003", "optim.warmup_steps=1", *kinds)
     tr = Trainer(cfg)
     data = CropDataset(files[:1], 16000, 3200, seed=0)
     fixed = data.batch(10_000, 4)
@@ -138,3 +147,37 @@ def test_cli_end_to_end_writes_release(tmp_path, real_speech_dir, capsys):
     out = capsys.readouterr().out
     assert "resuming at step 3" in out and "step 4: release written" in out
     assert AudioVAE.from_pretrained(tmp_path / "rel2").latent_dim == 8
+
+
+def test_reconstruction_run_continues_with_fresh_discriminators(tmp_path, files, capsys):
+    """Two-stage training: a run without adversarial terms resumes with them switched on."""
+    data = CropDataset(files, 16000, 3200, seed=0)
+    stage1 = Trainer(tiny_cfg(tmp_path, "loss.weights.adv=0", "loss.weights.feat=0", "max_steps=2"))
+    assert stage1.disc is None
+    stage1.fit(data)
+    stage1.save()
+    stage2 = Trainer(tiny_cfg(tmp_path, "loss.adv_start_step=0", "max_steps=4"))
+    assert "starting fresh discriminators" in capsys.readouterr().out
+    assert stage2.step == 2 and stage2.disc is not None
+    assert torch.equal(stage2.model.state_dict()["latent_std"], stage1.model.state_dict()["latent_std"])
+    for k, v in stage1.model.state_dict().items():
+        assert torch.equal(stage2.model.state_dict()[k], v), k
+    stage2.fit(data)
+    assert stage2.step == 4
+    assert "disc" in torch.load(tmp_path / "last.pt", weights_only=True)
+
+
+def test_ema_warms_up(tmp_path, files):
+    """Early EMA weights follow the trained weights, not the random initialisation (decay ramps up)."""
+    tr = Trainer(tiny_cfg(tmp_path, "loss.adv_start_step=100000", "ema_decay=0.999", "optim.warmup_steps=1"))
+    init = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    data = CropDataset(files[:1], 16000, 3200, seed=0)
+    for step in range(3):
+        tr.train_step(data.batch(step, 2))
+    now = tr.model.state_dict()
+    moved = [k for k in now if now[k].is_floating_point() and not torch.equal(now[k], init[k])]
+    assert moved
+    for k in moved:  # decays 0.1, 0.18, 0.25: the EMA holds < 5% of the initial weights
+        to_init = (tr.ema[k] - init[k]).norm()
+        to_now = (tr.ema[k] - now[k]).norm()
+        assert to_now < to_init, k

@@ -24,6 +24,7 @@ from latentlm.checkpoint import load_release, load_state_dict_strict, save_relea
 from latentlm.config import from_dict
 from latentlm.sigma_vae import BottleneckConfig, BottleneckOutput, make_bottleneck
 from vocoder_vae.audio import prepare
+from vocoder_vae.frame_nets import ConvNeXtDecoder, FrameNetConfig, MelEncoder
 from vocoder_vae.modules import CausalConv1d, DecoderBlock, EncoderBlock, ISTFTHead, prod
 
 RELEASE_KIND = "audio_vae"
@@ -43,10 +44,22 @@ class VAEConfig:
         default_factory=list
     )  # decoder strides; [] = reversed encoder strides
     bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
+    # "mel": causal log-mel front end + ConvNeXt at the frame rate (frame_nets.py); only prod(strides) is used.
+    encoder_kind: Literal["conv", "mel"] = "conv"
+    # "convnext": ConvNeXt trunks + iSTFT head at frame.frame_hop (frame_nets.py); decoder_* fields unused.
+    decoder_kind: Literal["conv", "convnext"] = "conv"
+    frame: FrameNetConfig = field(default_factory=FrameNetConfig)
 
     def __post_init__(self):
         if not self.strides or any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be positive ints, got {self.strides}")
+        if "mel" == self.encoder_kind or "convnext" == self.decoder_kind:
+            if self.frame.frame_hop <= 0 or self.hop % self.frame.frame_hop:
+                raise ValueError(
+                    f"frame.frame_hop {self.frame.frame_hop} must be a positive divisor of hop {self.hop}"
+                )
+        if self.decoder_kind == "convnext":
+            return
         if self.decoder_head == "istft":
             if self.istft_hop <= 0 or self.hop % self.istft_hop:
                 raise ValueError(f"istft_hop {self.istft_hop} must be a positive divisor of hop {self.hop}")
@@ -138,8 +151,14 @@ class AudioVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.bottleneck = make_bottleneck(cfg.bottleneck)
-        self.encoder = Encoder(cfg, self.bottleneck.in_channels)
-        self.decoder = Decoder(cfg)
+        if cfg.encoder_kind == "mel":
+            self.encoder = MelEncoder(cfg.sample_rate, cfg.hop, cfg.frame, self.bottleneck.in_channels)
+        else:
+            self.encoder = Encoder(cfg, self.bottleneck.in_channels)
+        if cfg.decoder_kind == "convnext":
+            self.decoder = ConvNeXtDecoder(cfg.bottleneck.latent_dim, cfg.hop, cfg.frame)
+        else:
+            self.decoder = Decoder(cfg)
         d = cfg.bottleneck.latent_dim
         # Per-dim stats of latent means on training data (set by the trainer at export), for normalize().
         self.register_buffer("latent_mean", torch.zeros(d))

@@ -135,9 +135,11 @@ class Trainer:
         self.ema = {k: v.to(self.device) for k, v in s["ema"].items()}
         self.opt_g.load_state_dict(s["opt_g"])
         self.sched_g.load_state_dict(s["sched_g"])
-        if self.disc is not None:
-            if "disc" not in s:
-                raise ValueError(f"{self.ckpt}: checkpoint has no discriminator but this config trains one")
+        if self.disc is not None and "disc" not in s:
+            # Two-stage training: a reconstruction-only run continued with adversarial terms switched on.
+            if self.rank == 0:
+                print(f"{self.ckpt}: no discriminator state; starting fresh discriminators", flush=True)
+        elif self.disc is not None:
             self.disc.load_state_dict(s["disc"])
             self.opt_d.load_state_dict(s["opt_d"])
             self.sched_d.load_state_dict(s["sched_d"])
@@ -150,7 +152,9 @@ class Trainer:
             save_training_state(self.ckpt, self.state())
 
     def _update_ema(self) -> None:
-        ema_update_(self.ema, self.model.state_dict(), self.cfg.ema_decay)
+        # warm-up: early in training the average must not be dominated by the random initialisation
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        ema_update_(self.ema, self.model.state_dict(), decay)
 
     # ---- one step --------------------------------------------------------------------------------------
     def train_step(self, wav: torch.Tensor) -> dict[str, float]:

@@ -7,7 +7,8 @@
 #
 # offline/ layout: offline/wheels/*.whl (pip download -r requirements.txt, for the GPU machine's Python),
 #                  offline/debs/*.deb    (apt-get download of the speech engines make_corpus.py uses + their deps).
-# Env knobs: PYTHON (default python3), VAE_MINUTES (3), TTS_MINUTES (4), CORPUS_HOURS (2), REAL_SPEECH (folder).
+# Env knobs: PYTHON (default python3), VAE_MINUTES (3), VAE_ADV_START (2000: step the GAN terms start),
+#            TTS_MINUTES (4), CORPUS_HOURS (2), REAL_SPEECH (folder).
 # Status: written for issue 5, NOT yet run on a GPU (no GPU time in the session that wrote it).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,6 +53,7 @@ echo "== 1/4 corpus"
 echo "== 2/4 audio VAE"
 "$PY" -m vocoder_vae.train recipes/demo/vae_small.yaml data.train="$WORK/corpus/train.jsonl" device=cuda \
   out_dir="$WORK/vae" time_limit_minutes="${VAE_MINUTES:-3}" data.batch_size=64 progress=false \
+  loss.adv_start_step="${VAE_ADV_START:-2000}" \
   --export "$OUT/vae_release"
 
 echo "== 3/4 latents"
