@@ -181,3 +181,33 @@ def test_ema_warms_up(tmp_path, files):
         to_init = (tr.ema[k] - init[k]).norm()
         to_now = (tr.ema[k] - now[k]).norm()
         assert to_now < to_init, k
+
+
+def test_decoder_fine_tune_from_release_keeps_the_latent_space(tmp_path, files):
+    """init_from + freeze_encoder: the encoder (hence every latent an LM was trained on) stays bit-identical,
+    the decoder trains on; a release with another architecture is refused."""
+    data = CropDataset(files, 16000, 3200, seed=0)
+    base = Trainer(tiny_cfg(tmp_path / "base", "loss.adv_start_step=100000", "max_steps=3"))
+    base.fit(data)
+    release = base.export(tmp_path / "rel", data)
+    src = AudioVAE.from_pretrained(release)
+    ft = Trainer(
+        tiny_cfg(
+            tmp_path / "ft",
+            "loss.adv_start_step=100000",
+            "max_steps=4",
+            f"init_from={release}",
+            "freeze_encoder=true",
+        )
+    )
+    for k, v in src.state_dict().items():
+        assert torch.equal(ft.model.state_dict()[k], v), k
+    ft.fit(data)
+    out = AudioVAE.from_pretrained(ft.export(tmp_path / "rel_ft", data))
+    wav = data.batch(99, 1)
+    assert torch.equal(out.encode_frames(wav), src.encode_frames(wav))
+    assert torch.equal(out.latent_mean, src.latent_mean) and torch.equal(out.latent_std, src.latent_std)
+    dec_src, dec_out = src.decoder.state_dict(), out.decoder.state_dict()
+    assert any(not torch.equal(dec_src[k], dec_out[k]) for k in dec_src)
+    with pytest.raises(ValueError, match="model config differs"):
+        Trainer(tiny_cfg(tmp_path / "bad", f"init_from={release}", "model.frame.dim=16"))

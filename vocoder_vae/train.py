@@ -20,7 +20,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from latentlm.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from latentlm.checkpoint import (
+    load_state_dict_strict,
+    load_training_state,
+    rng_state,
+    save_training_state,
+    set_rng_state,
+)
 from latentlm.config import load_config, to_dict
 from latentlm.training import ema_update_, fit_loop
 from vocoder_vae import losses as L
@@ -58,6 +64,11 @@ class TrainConfig:
     sample_every: int = 1000
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
     progress: bool = True
+    # Fine-tuning: a fresh run (no OUT/last.pt) starts from this release's weights (same model config), and
+    # freeze_encoder keeps the encoder (so the latent space, and every LM trained on it, stays valid) while
+    # the decoder = vocoder trains on.
+    init_from: str = ""
+    freeze_encoder: bool = False
 
 
 class Trainer:
@@ -79,11 +90,18 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.rank)
 
         self.model = AudioVAE(cfg.model).to(self.device)
+        self.out = Path(cfg.out_dir)
+        self.ckpt = self.out / "last.pt"
+        if cfg.init_from and not (resume and self.ckpt.is_file()):
+            self._init_from(Path(cfg.init_from))
+        if cfg.freeze_encoder:
+            self.model.encoder.requires_grad_(False)
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.use_adv = cfg.loss.weight("adv") > 0 or cfg.loss.weight("feat") > 0
         self.disc = Discriminators(cfg.disc).to(self.device) if self.use_adv else None
         self.recon_loss = L.ReconstructionLoss(cfg.loss, cfg.model.sample_rate).to(self.device)
-        self.opt_g = torch.optim.AdamW(self.model.parameters(), cfg.optim.lr, betas=tuple(cfg.optim.betas))
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.AdamW(trainable, cfg.optim.lr, betas=tuple(cfg.optim.betas))
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
         self.opt_d = self.sched_d = None
         if self.disc is not None:
@@ -100,11 +118,17 @@ class Trainer:
             if self.disc is not None:
                 self.d_model = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
         self.step = 0
-        self.out = Path(cfg.out_dir)
-        self.ckpt = self.out / "last.pt"
         if resume and self.ckpt.is_file():
             self._load(load_training_state(self.ckpt, map_location=self.device))
         self.stop_requested = False
+
+    def _init_from(self, directory: Path) -> None:
+        src = AudioVAE.from_pretrained(directory)
+        if to_dict(src.cfg) != to_dict(self.cfg.model):
+            raise ValueError(
+                f"init_from={directory}: its model config differs from this recipe's model section"
+            )
+        load_state_dict_strict(self.model, src.state_dict(), source=str(directory))
 
     # ---- schedule / state ------------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
