@@ -267,6 +267,8 @@ class Trainer:
         z = torch.cat(zs)
         m.set_latent_stats(z.mean(0), z.std(0))
         meta = {"steps": self.step, "stats_frames": int(z.shape[0]), "train": self.cfg.data.train}
+        if self.cfg.init_from:
+            meta.update(init_from=self.cfg.init_from, freeze_encoder=self.cfg.freeze_encoder)
         return m.save_pretrained(directory, meta=meta)
 
 
