@@ -98,7 +98,7 @@ def iterate(
     temperature: float = 1.0,
     token_temperature: float = 1.0,
     top_k: int | None = None,
-    min_latents: int = 0,
+    min_latents: int | Sequence[int] = 0,
     max_latents: int | None = None,
     span_length: int | None = None,
     stop_tokens: Sequence[int] | None = None,
@@ -132,6 +132,10 @@ def iterate(
     last = hidden[torch.arange(rows, device=dev), full.lengths - 1]  # [R, C]
 
     open_m, count = (t.to(dev) for t in _open_spans(model, prefix))
+    # latents a span must hold before its end token is allowed (the prefix's own latents count): one or per row
+    min_lat = torch.as_tensor(min_latents, dtype=torch.long, device=dev)
+    if min_lat.dim() and min_lat.shape != (b,):
+        raise ValueError(f"min_latents: one int or one per row ({b}), got shape {tuple(min_lat.shape)}")
     stops = set(stop_tokens) if stop_tokens is not None else {lay.eos, *lay.end.values()}
     ends = torch.tensor([lay.end[m] for m in lay.modalities], dtype=torch.long, device=dev)  # [n_modalities]
     dmax = prefix.latents.shape[-1]
@@ -154,7 +158,7 @@ def iterate(
             allowed = torch.zeros_like(logits, dtype=torch.bool)
             allowed[:, lay.lat] = True
             allowed[in_span, ends[open_m[in_span]]] = True
-            need_more = in_span & (count < min_latents)
+            need_more = in_span & (count < min_lat)
             if need_more.any():
                 allowed[need_more, ends[open_m[need_more]]] = False
             if cap is not None:

@@ -111,6 +111,27 @@ def test_synthesize_respects_the_length_cap(tts, dev):
     assert tts.frame_cap(n_ph) == int(np.ceil(n_ph * 6.0 + 2.0 * 25))
 
 
+def test_a_model_that_stops_at_once_still_speaks_the_minimum(dev):
+    """An (under-trained) model whose LM head always says <eo_audio> gets at least min_frames_per_phoneme frames
+    per phoneme instead of an empty file; with the floor at 0 it would stop at frame 0."""
+    eager = make_tiny_tts(seed=3)
+    old = eager.lm.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        head.bias[eager.lm.layout.end[MODALITY]] = 1e4  # <eo_audio> always the most likely token
+    eager.lm.lm_head = head
+    text = "Hello world, this is a test."
+    n_ph = len(eager.frontend.encode(text))
+    res = eager.synthesize(text, dev["lj1"], prompt_text=dev["lj1_text"])
+    assert res.info["stop"] == ["eos"] and res.info["frames"] == [int(n_ph * 0.5)]
+    assert len(res.audio) == int(n_ph * 0.5) * eager.vae.hop
+    eager.cfg.min_frames_per_phoneme = 0.0
+    res0 = eager.synthesize(text, dev["lj1"], prompt_text=dev["lj1_text"])
+    assert res0.info["frames"] == [0] and len(res0.audio) == 0
+
+
 def test_long_text_is_split_into_sentences_with_pauses(tts, dev):
     res = tts.synthesize("One two. Three four.", dev["lj1"], prompt_text=dev["lj1_text"], max_seconds=0.4)
     assert res.info["sentences"] == ["One two.", "Three four."]

@@ -71,6 +71,9 @@ class TTSConfig:
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
     max_frames_per_phoneme: float = 6.0  # length cap: frames per phoneme symbol ...
     min_cap_seconds: float = 2.0  # ... plus this much
+    # floor: <eo_audio> is not accepted before this many frames per phoneme symbol (natural speech is ~2 at 25 Hz),
+    # so a model that stops too early cannot return empty audio
+    min_frames_per_phoneme: float = 0.5
     max_output_seconds: float = 40.0  # absolute cap per sentence
     min_prompt_seconds: float = 1.0
     max_prompt_seconds: float = 30.0
@@ -88,6 +91,8 @@ class TTSConfig:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0:
             raise ValueError("frame_rate and max_frames_per_phoneme must be positive")
+        if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
+            raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
 
     @property
     def latent_dim(self) -> int:
@@ -112,7 +117,8 @@ class _Job:
     prompt_text: str
     sentences: list[str]
     phonemes: list[list[int]]  # per sentence: prompt phonemes + " " + sentence phonemes
-    caps: list[int]  # per sentence: frame cap
+    caps: list[int]  # per sentence: frame cap (generated frames)
+    floors: list[int]  # per sentence: generated frames before <eo_audio> is accepted
     timings: dict
     continuation_audio: np.ndarray | None = (
         None  # continuation mode: the prompt waveform that starts the output
@@ -224,6 +230,10 @@ class TTS:
         except ValueError as e:
             raise TTSInputError(f"{what}: {e}") from e
 
+    def frame_floor(self, n_phonemes: int, cap: int) -> int:
+        """Frames generated before ``<eo_audio>`` is accepted: min_frames_per_phoneme per phoneme, at most cap."""
+        return min(cap, int(n_phonemes * self.cfg.min_frames_per_phoneme))
+
     def frame_cap(self, n_phonemes: int, max_seconds: float | None = None) -> int:
         c = self.cfg
         cap = math.ceil(n_phonemes * c.max_frames_per_phoneme + c.min_cap_seconds * c.frame_rate)
@@ -254,8 +264,9 @@ class TTS:
             ph = self._encode_text(text, "text")
             prompt = self._prompt_latents(wav)
             cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
+            floor = self.frame_floor(len(ph), cap) - int(prompt.shape[0])  # the prompt says part of the text
             timings["prepare_s"] = time.perf_counter() - t0
-            return _Job(prompt, "", [text], [ph], [cap], timings, continuation_audio=wav)
+            return _Job(prompt, "", [text], [ph], [cap], [max(floor, 0)], timings, continuation_audio=wav)
         if prompt_text is None:
             t1 = time.perf_counter()
             prompt_text = self.transcribe(wav)
@@ -268,14 +279,15 @@ class TTS:
             raise TTSInputError("prompt_text is empty; pass None to transcribe the prompt automatically")
         sentences = self.frontend.split_sentences(text, self.cfg.sentence_max_chars)
         prompt_ph = self._encode_text(prompt_text, "prompt_text")
-        phonemes, caps = [], []
+        phonemes, caps, floors = [], [], []
         for s in sentences:
             ph = self._encode_text(s, "text")
             phonemes.append(prompt_ph + [SPACE_ID] + ph)
             caps.append(self.frame_cap(len(ph), max_seconds))
+            floors.append(self.frame_floor(len(ph), caps[-1]))
         prompt = self._prompt_latents(wav)
         timings["prepare_s"] = time.perf_counter() - t0
-        return _Job(prompt, prompt_text, sentences, phonemes, caps, timings)
+        return _Job(prompt, prompt_text, sentences, phonemes, caps, floors, timings)
 
     # ------------------------------------------------------------------ decoding
     def _generator(self, seed: int, sentence: int) -> torch.Generator:
@@ -283,7 +295,7 @@ class TTS:
         the same noise whether it is synthesized alone, streamed, or decoded in a batch with others."""
         return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
 
-    def _frames(self, phonemes, prompts, caps, steps, cfg, temperature, generator) -> Iterator[tuple]:
+    def _frames(self, phonemes, prompts, caps, floors, steps, cfg, temperature, generator) -> Iterator[tuple]:
         """Decode rows together; yields (row, latent [D] normalised | None, stop reason | None) as they come."""
         if steps < 1:
             raise TTSInputError(f"steps must be >= 1, got {steps}")
@@ -293,9 +305,12 @@ class TTS:
         end = self.lm.layout.end[MODALITY]
         count = [0] * len(caps)
         done = [False] * len(caps)
+        # per row: the prompt's frames (they open the span and count towards it) + the row's floor
+        floor = [len(p) + f for p, f in zip(prompts, floors)]
         it = self.lm.generate_stream(
             prefix,
             max_new=max(caps),
+            min_latents=floor,
             steps=steps,
             cfg=cfg,
             uncond=uncond,
@@ -373,11 +388,11 @@ class TTS:
         t0 = time.perf_counter()
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation)
         pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
-        for k, (ph, cap) in enumerate(zip(job.phonemes, job.caps)):
+        for k, (ph, cap, fl) in enumerate(zip(job.phonemes, job.caps, job.floors)):
             t1 = time.perf_counter()
             lat, stop = [], "eos"
             g = [self._generator(seed, k)]
-            for _, z, reason in self._frames([ph], [job.prompt], [cap], steps, cfg, temperature, g):
+            for _, z, reason in self._frames([ph], [job.prompt], [cap], [fl], steps, cfg, temperature, g):
                 if z is not None:
                     lat.append(z)
                 else:
@@ -408,14 +423,16 @@ class TTS:
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
-        for i, (ph, cap) in enumerate(zip(job.phonemes, job.caps)):
+        for i, (ph, cap, fl) in enumerate(zip(job.phonemes, job.caps, job.floors)):
             if i:
                 yield self._pause()
 
-            def latent_chunks(ph=ph, cap=cap, i=i) -> Iterator[Tensor]:
+            def latent_chunks(ph=ph, cap=cap, fl=fl, i=i) -> Iterator[Tensor]:
                 g = [self._generator(seed, i)]
                 buf, want = [], first_chunk_frames
-                for _, z, _reason in self._frames([ph], [job.prompt], [cap], steps, cfg, temperature, g):
+                for _, z, _reason in self._frames(
+                    [ph], [job.prompt], [cap], [fl], steps, cfg, temperature, g
+                ):
                     if z is None:
                         continue
                     buf.append(z)
@@ -491,7 +508,8 @@ class TTS:
                 ph = [prepared[i].phonemes[s] for i, s, _, _ in part]
                 pr = [prepared[i].prompt for i, _, _, _ in part]
                 caps = [prepared[i].caps[s] for i, s, _, _ in part]
-                for r, z, reason in self._frames(ph, pr, caps, *key, g):
+                floors = [prepared[i].floors[s] for i, s, _, _ in part]
+                for r, z, reason in self._frames(ph, pr, caps, floors, *key, g):
                     k = part[r][:2]
                     if z is not None:
                         lat.setdefault(k, []).append(z)
