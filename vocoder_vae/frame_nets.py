@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as AF
 from torch import Tensor, nn
 
 from vocoder_vae.modules import CausalConv1d, CausalConvTranspose1d, ISTFTHead
+from vocoder_vae.spectral import MelSpectrogram
 
 
 @dataclass
@@ -96,24 +96,6 @@ class ChannelNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-class CausalLogMel(nn.Module):
-    """[B, 1, L] (L a multiple of hop) -> causal log-mel [B, M, L / hop] (hann window n_fft = 4 * hop)."""
-
-    def __init__(self, sample_rate: int, hop: int, n_mels: int):
-        super().__init__()
-        self.hop, self.n_fft = hop, 4 * hop
-        fb = AF.melscale_fbanks(
-            self.n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, "slaney", "slaney"
-        )
-        self.register_buffer("fb", fb.T.contiguous(), persistent=False)  # [M, F]
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
-
-    def forward(self, wav: Tensor) -> Tensor:
-        x = F.pad(wav[:, 0].float(), (self.n_fft - self.hop, 0))
-        spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
-        return torch.log(torch.clamp(self.fb @ spec.abs(), min=1e-5))  # [B, M, N]
-
-
 def _ratio(hop: int, frame_hop: int) -> int:
     if frame_hop <= 0 or hop % frame_hop:
         raise ValueError(f"frame.frame_hop {frame_hop} must be a positive divisor of the hop {hop}")
@@ -127,7 +109,7 @@ class MelEncoder(nn.Module):
     def __init__(self, sample_rate: int, hop: int, cfg: FrameNetConfig, out_channels: int):
         super().__init__()
         r = _ratio(hop, cfg.frame_hop)
-        self.mel = CausalLogMel(sample_rate, cfg.frame_hop, cfg.n_mels)
+        self.mel = MelSpectrogram(sample_rate, 4 * cfg.frame_hop, cfg.n_mels, cfg.frame_hop, causal=True)
         self.conv_in = CausalConv1d(cfg.n_mels, cfg.dim, cfg.kernel)
         self.frame_blocks = ConvNeXtStack(cfg, cfg.encoder_frame_blocks)
         self.down = CausalConv1d(cfg.dim, cfg.dim, 2 * r, stride=r) if r > 1 else nn.Identity()
@@ -136,7 +118,7 @@ class MelEncoder(nn.Module):
         self.proj = nn.Conv1d(cfg.dim, out_channels, 1)
 
     def forward(self, wav: Tensor) -> Tensor:
-        x = self.frame_blocks(self.conv_in(self.mel(wav)))
+        x = self.frame_blocks(self.conv_in(self.mel(wav[:, 0])))  # [B, M, L / frame_hop] -> [B, C, N]
         return self.proj(self.norm(self.latent_blocks(self.down(x))))
 
 
