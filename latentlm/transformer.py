@@ -228,6 +228,10 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
         self.out = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
+        # Training aids (e.g. a guided-attention loss) set ``keep_probs`` = k > 0 to keep the softmax attention
+        # of the first k query heads of the last call in ``probs`` [B, k, N, S] (with gradient); 0 = off.
+        self.keep_probs = 0
+        self.probs: Tensor | None = None
 
     def forward(
         self,
@@ -253,6 +257,8 @@ class Attention(nn.Module):
             v_buf[:, :, start : start + N] = v
             k = k_buf[:, :, : start + N].to(q.dtype)  # [B, Hkv, S, Dh]
             v = v_buf[:, :, : start + N].to(q.dtype)
+        if self.keep_probs:
+            self.probs = attention_probs(q[:, : self.keep_probs], k, mask, H // Hkv)
         gqa = Hkv != H
         if gqa and x.device.type != "cpu":  # SDPA's enable_gqa is exact on CPU; elsewhere keep the copies
             k = k.repeat_interleave(H // Hkv, dim=1)  # [B, H, S, Dh]; query head h reads kv head h // rep
@@ -264,6 +270,21 @@ class Attention(nn.Module):
         )  # [B, H, N, Dh]
         y = y.transpose(1, 2).reshape(B, N, H * Dh)  # [B, N, C]
         return self.out(y)
+
+
+def attention_probs(q: Tensor, k: Tensor, mask: Tensor | None, rep: int) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) for query heads q [B, h, N, Dh] (the first h heads) against k [B, Hkv, S, Dh]
+    (query head i reads kv head i // rep) with ``mask`` [B, 1, N, S] bool (None = causal) -> [B, h, N, S] float32.
+    The same numbers SDPA uses internally, materialised so a loss can shape them."""
+    h, N, S = q.shape[1], q.shape[2], k.shape[2]
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: pick each query head's kv head
+        k = k[:, torch.arange(h, device=k.device) // rep]  # [B, h, S, Dh]
+    logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])  # [B, h, N, S]
+    if mask is None:
+        mask = torch.ones(N, S, dtype=torch.bool, device=q.device).tril(S - N)[None, None]
+    if mask.dtype != torch.bool:  # additive float mask
+        return (logits + mask.float()).softmax(-1)
+    return logits.masked_fill(~mask, float("-inf")).softmax(-1)
 
 
 class SwiGLU(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from latentlm.config import ConfigError, from_dict, to_dict
 from latentlm.transformer import KVCache, RMSNorm, Transformer, TransformerConfig
@@ -316,3 +317,28 @@ def test_cuda_bf16_cache_matches_full_forward():
             y = model(x, valid)
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y.float()[valid], ref[valid], atol=0.1, rtol=0)
+
+
+def test_kept_attention_probs_are_the_ones_sdpa_uses():
+    """Attention.keep_probs materialises the softmax of the first k query heads (GQA, padding mask, cache)."""
+    from latentlm.transformer import attention_probs
+
+    torch.manual_seed(0)
+    B, H, Hkv, N, Dh = 2, 4, 2, 7, 8
+    q, k, v = torch.randn(B, H, N, Dh), torch.randn(B, Hkv, N, Dh), torch.randn(B, Hkv, N, Dh)
+    valid = torch.ones(B, N, dtype=torch.bool)
+    valid[1, 5:] = False
+    mask = (torch.ones(N, N, dtype=torch.bool).tril()[None] & valid[:, None, :]) | torch.eye(
+        N, dtype=torch.bool
+    )
+    mask = mask[:, None]  # [B, 1, N, N]
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # [B, H, N, Dh]
+    for m in (mask, None):
+        probs = attention_probs(q[:, :3], k, m, H // Hkv)  # [B, 3, N, N]
+        vv = v[:, torch.arange(3) // 2]
+        ref = (
+            want
+            if m is not None
+            else F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        )
+        assert torch.allclose(probs @ vv, ref[:, :3], atol=1e-5)

@@ -49,6 +49,24 @@ def test_losses_fall_on_tiny_overfit(corpus, tmp_path):
     assert TTS.from_pretrained(out).lm.layout.size == tr.lm.layout.size
 
 
+def test_init_from_a_release_starts_from_its_weights(corpus, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    tr = Trainer(load_config(TrainConfig, recipe, ["max_steps=3"]), resume=False)
+    tr.setup_data(read_jsonl(corpus["manifest"]))
+    for _ in range(3):
+        tr.train_step()
+    release = tr.ema_tts().save_pretrained(tmp_path / "release")
+    init = [f"init_from={release}", f"out_dir={tmp_path / 'run2'}"]
+    tr2 = Trainer(load_config(TrainConfig, recipe, init), resume=False)
+    want = TTS.from_pretrained(release).lm.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in tr2.lm.state_dict().items())
+    assert not torch.equal(
+        tr2.lm.embed.weight, Trainer(load_config(TrainConfig, recipe), resume=False).lm.embed.weight
+    )
+    with pytest.raises(ValueError, match="LatentLM config differs"):
+        Trainer(load_config(TrainConfig, recipe, [*init, "tts.model.trunk.n_layers=3"]), resume=False)
+
+
 def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
     tr = Trainer(load_config(TrainConfig, recipe), resume=False)

@@ -237,7 +237,9 @@ class PromptTargetDataset(torch.utils.data.Dataset):
                 "prompt_latents": z[:0],
                 "target_latents": z,
             }
-        p = self.rows[rng.choice(others)]
+        # Prompts that fit whole: a cut prompt would pair its full transcript with part of its audio.
+        fitting = [j for j in others if self.store.frames(self.rows[j].id) <= self.max_prompt_frames]
+        p = self.rows[rng.choice(fitting or others)]
         zp = self.store.get(p.id)[: self.max_prompt_frames]
         ph = self.phonemes[p.id] + [_SPACE] + self.phonemes[r.id]
         return {
@@ -247,6 +249,8 @@ class PromptTargetDataset(torch.utils.data.Dataset):
             "phonemes": torch.tensor(ph),
             "prompt_latents": zp,
             "target_latents": z,
+            # text/audio anchor for the alignment loss: prompt text (+ joining space) <-> prompt audio
+            "align_split": (len(self.phonemes[p.id]) + 1, zp.shape[0]) if fitting else None,
         }
 
 
@@ -271,6 +275,7 @@ def collate(items: list[dict]) -> dict:
         ph[b, : len(x["phonemes"])] = x["phonemes"]
         pm[b, : len(x["phonemes"])] = True
     out["phonemes"], out["phoneme_mask"] = ph, pm
+    out["align_split"] = [x.get("align_split") for x in items]  # (text, audio) anchor or None per row
     for key in ("prompt", "target"):
         T = max(x[f"{key}_latents"].shape[0] for x in items)
         z = torch.zeros(B, T, D)

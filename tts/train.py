@@ -35,10 +35,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from latentlm.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from latentlm.checkpoint import (
+    load_state_dict_strict,
+    load_training_state,
+    rng_state,
+    save_training_state,
+    set_rng_state,
+)
 from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
 from latentlm.training import ema_update_, fit_loop
+from tts import align
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, collate, load_audio
 from tts.frontend import Frontend
 from tts.layout import MODALITY, training_batch
@@ -78,6 +85,7 @@ class TrainConfig:
     vae: str = "checkpoints/vae_small"  # the audio VAE release the latents were made with
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
     ema_decay: float = 0.999
     max_steps: int = 10000
     time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
@@ -92,17 +100,28 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA
     threads: int = 1  # torch CPU threads
     progress: bool = True
+    init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
 
 
 class _Losses(nn.Module):
     """Wraps LatentLM.losses as forward() so DDP / FSDP see the call."""
 
-    def __init__(self, lm: LatentLM):
+    def __init__(self, lm: LatentLM, align_cfg: align.AlignConfig):
         super().__init__()
-        self.lm = lm
+        self.lm, self.align = lm, align_cfg
+        if align_cfg.weight > 0:
+            align.enable(lm, align_cfg)
 
-    def forward(self, batch, generator):
-        return self.lm.losses(batch, generator=generator)
+    def forward(self, batch, generator, splits=None):
+        terms = self.lm.losses(batch, generator=generator)
+        if self.align.weight > 0:
+            probs = align.kept_probs(self.lm, self.align)
+            terms["align"], terms["align_mass"] = align.guided_attention_loss(
+                probs, batch, self.lm, splits, self.align.sigma
+            )
+            for i in self.align.layers:  # do not keep the graph alive until the next step
+                self.lm.trunk.layers[i].attn.probs = None
+        return terms
 
 
 def _full_cpu():
@@ -169,9 +188,11 @@ class Trainer:
         self.lm = LatentLM(cfg.tts.model).to(self.device)
         mean, std = self.vae.latent_stats
         self.lm.set_latent_stats(MODALITY, mean, std)
+        if cfg.init_from:  # before sharding; a resumed run overwrites these weights with its checkpoint
+            self._init_from(Path(cfg.init_from))
         TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
         self.lm.train()
-        self.net: nn.Module = _Losses(self.lm)
+        self.net: nn.Module = _Losses(self.lm, cfg.align)
         self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
         if self.fsdp:  # each trunk block is one all-gather unit; the root holds embeddings + heads
             from torch.distributed.fsdp import fully_shard
@@ -200,6 +221,16 @@ class Trainer:
         self.stop_requested = False
 
     # ---- schedule / state ------------------------------------------------------------------------------
+    def _init_from(self, directory: Path) -> None:
+        src = TTS.from_pretrained(directory)
+        if to_dict(src.cfg.model) != to_dict(self.cfg.tts.model):
+            raise ValueError(
+                f"init_from={directory}: its LatentLM config differs from this recipe's tts.model"
+            )
+        if not torch.allclose(src.lm.latent_mean_audio, self.lm.latent_mean_audio.cpu(), atol=1e-5):
+            raise ValueError(f"init_from={directory}: its latent statistics differ from vae={self.cfg.vae}'s")
+        load_state_dict_strict(self.lm, src.lm.state_dict(), source=str(directory))
+
     def _lr_factor(self, step: int) -> float:
         o = self.cfg.optim
         if step < o.warmup_steps:
@@ -381,8 +412,10 @@ class Trainer:
             sync = j == accum - 1 or not isinstance(self.net, nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with self.autocast:
-                    terms = self.net(batch, g_dev)
+                    terms = self.net(batch, g_dev, collated["align_split"])
                 loss = self.lm.total_loss(terms)
+                if "align" in terms:
+                    loss = loss + cfg.align.weight * terms["align"]
                 (loss / accum).backward()
             for k, v in {**terms, "total": loss}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
@@ -478,6 +511,8 @@ def main(argv: list[str] | None = None) -> None:
         tts = trainer.ema_tts()  # collective under FSDP: every rank builds it, rank 0 writes
         if trainer.rank == 0:
             meta = {"steps": trainer.step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae}
+            if cfg.init_from:
+                meta["init_from"] = cfg.init_from
             print(f"exported release to {tts.save_pretrained(out, meta=meta)}", flush=True)
     if dist.is_initialized():
         # FSDP2 modules hold their last collectives: free them while the process group lives, or gloo can

@@ -1,0 +1,124 @@
+"""Guided attention (tts/align.py): the expected alignment, the loss on known attention, and that training
+with it makes the guided heads attend along the diagonal."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from latentlm.config import load_config
+from latentlm.model import LatentLM
+from tts.align import AlignConfig, enable, expected_phoneme, guided_attention_loss, kept_probs
+from tts.layout import training_batch
+from tts.manifests import read_jsonl
+from tts.testing import make_tiny_corpus, tiny_tts_config, write_tiny_recipe
+from tts.train import TrainConfig, Trainer
+
+
+def test_expected_phoneme_is_piecewise_linear_through_the_anchor():
+    e = expected_phoneme(100, 50, (20, 40), "cpu")
+    assert e.shape == (100,) and torch.all(e[1:] > e[:-1])
+    assert e[0] < 0.5 and e[-1] > 49.5  # first frame at the first phoneme, last at the last
+    assert (
+        abs(float(e[39]) - 20) < 0.5 and abs(float(e[40]) - 20) < 0.5
+    )  # prompt audio ends at its text's end
+    assert torch.allclose(expected_phoneme(10, 5, None, "cpu"), (torch.arange(10) + 0.5) / 2)
+    # an anchor outside the row falls back to one straight line
+    assert torch.allclose(expected_phoneme(10, 5, (0, 3), "cpu"), expected_phoneme(10, 5, None, "cpu"))
+
+
+def _row(lm: LatentLM, P: int, T: int, drop: bool = False):
+    g = torch.Generator().manual_seed(0)
+    collated = {
+        "phonemes": torch.randint(2, 20, (1, P), generator=g),
+        "phoneme_mask": torch.ones(1, P, dtype=torch.bool),
+        "prompt_latents": torch.randn(1, 4, 8, generator=g),
+        "prompt_mask": torch.ones(1, 4, dtype=torch.bool),
+        "target_latents": torch.randn(1, T - 4, 8, generator=g),
+        "target_mask": torch.ones(1, T - 4, dtype=torch.bool),
+    }
+    return training_batch(lm, collated, p_uncond=1.0 if drop else 0.0, latent_noise_scale=0.0)
+
+
+def test_loss_is_low_on_the_diagonal_and_high_off_it():
+    lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
+    P, T = 12, 24
+    batch = _row(lm, P, T)
+    N = batch.tokens.shape[1]
+    text = (batch.tokens[0] >= lm.layout.offset).nonzero().squeeze(1)
+    frames = (batch.modality[0] == 0).nonzero().squeeze(1)
+    assert len(text) == P and len(frames) == T
+
+    def attention(target_of_frame):  # one-hot attention from each frame to a chosen phoneme
+        p = torch.zeros(1, 1, N, N)
+        p[0, 0, torch.arange(N), torch.arange(N)] = 1.0  # non-frame rows: irrelevant
+        for j, f in enumerate(frames):
+            p[0, 0, f] = 0
+            p[0, 0, f, text[target_of_frame(j)]] = 1.0
+        return p
+
+    diag, diag_mass = guided_attention_loss([attention(lambda j: j * P // T)], batch, lm, [None], 0.1)
+    anti, anti_mass = guided_attention_loss([attention(lambda j: P - 1 - j * P // T)], batch, lm, [None], 0.1)
+    assert float(anti_mass) < 0.3 < 0.9 < float(diag_mass)
+    assert float(diag) < 0.1 and float(anti) > 2.0
+    # attending to the audio history instead of the text counts as fully off the diagonal
+    p = torch.zeros(1, 1, N, N)
+    p[0, 0, torch.arange(N), torch.arange(N)] = 1.0
+    loss, mass = guided_attention_loss([p], batch, lm, [None], 0.1)
+    assert float(mass) == 0.0 and float(loss) == pytest.approx(-math.log(1e-4))
+    # a row whose phonemes were dropped (classifier-free guidance) has nothing to align: zero, with a graph
+    dropped = _row(lm, P, T, drop=True)
+    q = torch.rand(1, 1, dropped.tokens.shape[1], dropped.tokens.shape[1], requires_grad=True)
+    z, _ = guided_attention_loss([q], dropped, lm, [None], 0.1)
+    assert z.requires_grad and float(z.detach()) == 0.0
+
+
+def test_kept_probs_have_gradient_and_match_the_layer_output():
+    lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
+    cfg = AlignConfig(weight=1.0, layers=[1], heads=1)
+    enable(lm, cfg)
+    batch = _row(lm, 10, 20)
+    lm(batch)
+    (probs,) = kept_probs(lm, cfg)
+    N = batch.tokens.shape[1]
+    assert probs.shape == (1, 1, N, N)
+    assert torch.allclose(probs.sum(-1), torch.ones(1, 1, N), atol=1e-5)
+    assert torch.all(probs.triu(1) == 0)  # causal
+    loss, _ = guided_attention_loss([probs], batch, lm, [None], 0.1)
+    loss.backward()
+    assert lm.trunk.layers[1].attn.qkv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="do not fit"):
+        enable(lm, AlignConfig(weight=1.0, layers=[7]))
+
+
+@pytest.fixture(scope="module")
+def corpus(real_speech_dir, tmp_path_factory):
+    return make_tiny_corpus(real_speech_dir, tmp_path_factory.mktemp("tts_align_corpus"))
+
+
+def test_training_with_guided_attention_raises_the_band_mass(corpus, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run", dim=64)
+    over = [
+        "max_steps=80",
+        "optim.lr=3e-3",
+        "tts.p_uncond=0.0",
+        "align.weight=1.0",
+        "align.layers=[1]",
+        "align.sigma=0.15",
+        "tts.model.loss_weights.diff_audio=0.0",
+    ]  # this tiny VAE's diffusion loss is huge
+    tr = Trainer(load_config(TrainConfig, recipe, over), resume=False)
+    tr.setup_data(read_jsonl(corpus["manifest"]))
+    logs = [tr.train_step() for _ in range(80)]
+    first = {k: sum(x[k] for x in logs[:5]) / 5 for k in ("align", "align_mass")}
+    last = {k: sum(x[k] for x in logs[-5:]) / 5 for k in ("align", "align_mass")}
+    assert last["align_mass"] > 1.4 * first["align_mass"] and last["align"] < first["align"] - 0.3, (
+        first,
+        last,
+    )
+    assert all(layer.attn.probs is None for layer in tr.lm.trunk.layers)  # no graph kept between steps
+    # the exported model does not keep attention (inference pays nothing)
+    tts = tr.ema_tts()
+    assert all(layer.attn.keep_probs == 0 for layer in tts.lm.trunk.layers)
