@@ -1,0 +1,135 @@
+"""How well do a TTS release's attention heads follow the phoneme <-> frame diagonal? (teacher-forced, held out)
+
+    python recipes/demo/align_report.py checkpoints/tts_demo [OTHER_RELEASE ...] --manifest data/corpus/valid.jsonl \\
+        --latents data/latents [--items 32] [--plot eval/align.png]
+
+For every release: cross-sentence items of held-out speakers (prompt = another utterance of the same speaker,
+whole; phonemes = prompt text + target text) run through the LatentLM with the ground-truth latents, and every
+head of every trunk layer is scored with ``tts.align``'s band mass (share of a frame's attention inside the
+diagonal band, sigma 0.1, mean over frames and items; 1 = perfectly diagonal; the report also prints what
+attention spread evenly over all visible keys would score on the same items). Prints, per release, the best head of each layer and the mean over the heads the
+recipe guided. ``--plot`` draws the best head's attention over one item for each release (PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tts import align  # noqa: E402
+from tts.data import LatentStore, PromptTargetDataset, collate  # noqa: E402
+from tts.layout import training_batch  # noqa: E402
+from tts.manifests import read_jsonl  # noqa: E402
+from tts.model import TTS  # noqa: E402
+
+
+def items(tts: TTS, manifest: str, latents: str, n: int) -> list[dict]:
+    rows = read_jsonl(manifest)
+    store = LatentStore(latents)
+    ph = {r.id: tts.frontend.encode(r.text) for r in rows if r.id in store}
+    ds = PromptTargetDataset(rows, store, ph, p_prefix=0.0, max_prompt_frames=250, seed=0)
+    picked = [ds[i] for i in range(len(ds))]
+    picked = [x for x in picked if x["mode"] == "speaker" and x.get("align_split")]
+    return picked[:n]
+
+
+@torch.no_grad()
+def band_mass(tts: TTS, data: list[dict], sigma: float = 0.1) -> torch.Tensor:
+    """[layers, heads] mean band mass over the items (one item per forward: no padding)."""
+    lm = tts.lm
+    L, H = len(lm.trunk.layers), lm.cfg.trunk.n_heads
+    for layer in lm.trunk.layers:
+        layer.attn.keep_probs = H
+    total = torch.zeros(L, H)
+    for x in data:
+        collated = collate([x])
+        batch = training_batch(lm, collated, p_uncond=0.0, latent_noise_scale=0.0)
+        lm(batch)
+        for i, layer in enumerate(lm.trunk.layers):
+            for h in range(H):
+                _, mass = align.guided_attention_loss(
+                    [layer.attn.probs[:, h : h + 1]], batch, lm, collated["align_split"], sigma
+                )
+                total[i, h] += float(mass)
+    for layer in lm.trunk.layers:
+        layer.attn.keep_probs, layer.attn.probs = 0, None
+    return total / len(data)
+
+
+def uniform_mass(tts: TTS, data: list[dict], sigma: float = 0.1) -> float:
+    """The band mass of attention spread evenly over every visible (causal) key: the chance level."""
+    total = 0.0
+    for x in data:
+        collated = collate([x])
+        batch = training_batch(tts.lm, collated, p_uncond=0.0, latent_noise_scale=0.0)
+        N = batch.tokens.shape[1]
+        causal = torch.ones(N, N).tril()
+        p = (causal / causal.sum(-1, keepdim=True))[None, None]  # [1, 1, N, N]
+        total += float(align.guided_attention_loss([p], batch, tts.lm, collated["align_split"], sigma)[1])
+    return total / len(data)
+
+
+@torch.no_grad()
+def attention_map(tts: TTS, x: dict, layer: int, head: int) -> torch.Tensor:
+    """[T, P] attention of one head from each latent frame to each phoneme."""
+    lm = tts.lm
+    collated = collate([x])
+    batch = training_batch(lm, collated, p_uncond=0.0, latent_noise_scale=0.0)
+    lm.trunk.layers[layer].attn.keep_probs = head + 1
+    lm(batch)
+    p = lm.trunk.layers[layer].attn.probs[0, head]
+    lm.trunk.layers[layer].attn.keep_probs, lm.trunk.layers[layer].attn.probs = 0, None
+    text = (batch.tokens[0] >= lm.layout.offset).nonzero().squeeze(1)
+    frames = (batch.modality[0] == 0).nonzero().squeeze(1)
+    return p[frames][:, text]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("releases", nargs="+")
+    ap.add_argument("--manifest", default="data/corpus/valid.jsonl")
+    ap.add_argument("--latents", default="data/latents")
+    ap.add_argument("--items", type=int, default=32)
+    ap.add_argument("--plot", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    maps = []
+    for rel in args.releases:
+        tts = TTS.from_pretrained(rel)
+        data = items(tts, args.manifest, args.latents, args.items)
+        m = band_mass(tts, data)
+        best = m.max(1)
+        print(
+            f"{rel} ({len(data)} held-out items): best head per layer "
+            + " ".join(f"L{i}:h{int(h)}={v:.2f}" for i, (v, h) in enumerate(zip(best.values, best.indices)))
+        )
+        print(
+            f"    all heads: mean {float(m.mean()):.3f}; head 0 of layers 1-4: {float(m[1:5, 0].mean()):.3f}; "
+            f"even attention: {uniform_mass(tts, data):.3f}"
+        )
+        flat = int(m.argmax())
+        maps.append((rel, *divmod(flat, m.shape[1]), attention_map(tts, data[0], *divmod(flat, m.shape[1]))))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4), squeeze=False)
+        for ax, (rel, layer, head, a) in zip(axes[0], maps):
+            ax.imshow(a.T.numpy(), origin="lower", aspect="auto", cmap="viridis")
+            ax.set_title(f"{Path(rel).name}: layer {layer} head {head}", fontsize=9)
+            ax.set_xlabel("latent frame (prompt, then target)")
+            ax.set_ylabel("phoneme (prompt text, then target text)")
+        fig.tight_layout()
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=80)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
