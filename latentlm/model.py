@@ -99,8 +99,9 @@ class LatentLM(nn.Module):
         return x
 
     def forward(self, batch: Batch, cache: KVCache | None = None) -> Tensor:
-        """Hidden states [B, N, C] (after the trunk's final norm)."""
-        x = self.embed_items(batch.tokens, batch.latents, batch.modality)
+        """Hidden states [B, N, C] (after the trunk's final norm). Reads ``batch.inputs`` when set."""
+        latents = batch.latents if batch.inputs is None else batch.inputs
+        x = self.embed_items(batch.tokens, latents, batch.modality)
         return self.trunk(x, valid=batch.valid, cache=cache)
 
     def logits(self, hidden: Tensor) -> Tensor:  # [..., C] -> [..., V]

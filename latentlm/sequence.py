@@ -96,6 +96,9 @@ class Batch:
     modality: Tensor  # [B, N] long; -1 discrete / padding, else index into layout.modalities
     valid: Tensor  # [B, N] bool; False = padding
     weight: Tensor  # [B, N] float; loss weight of predicting this item (from the previous position)
+    # [B, N, Dmax] latents the model READS where they differ from the targets in ``latents`` (training only,
+    # e.g. a corrupted history); None = read ``latents``
+    inputs: Tensor | None = None
 
     @property
     def lengths(self) -> Tensor:  # [B]
@@ -103,7 +106,8 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
-            *(getattr(self, f).to(device) for f in ("tokens", "latents", "modality", "valid", "weight"))
+            *(getattr(self, f).to(device) for f in ("tokens", "latents", "modality", "valid", "weight")),
+            inputs=None if self.inputs is None else self.inputs.to(device),
         )
 
 

@@ -95,6 +95,25 @@ def test_sigma_noise_is_one_sigma_per_sequence():
     assert abs(s_target.mean().item() - 0.5) < 0.12  # E|N(0, (s/0.8)^2)| ~= s
 
 
+def test_input_noise_corrupts_only_the_target_latents_the_model_reads():
+    lm = make_tiny_tts().lm
+    col = _collated(64, tp=5, tt=7)
+    kw = dict(p_uncond=0.0, latent_noise_scale=0.0)
+    clean = training_batch(lm, col, generator=torch.Generator().manual_seed(2), **kw)
+    b = training_batch(lm, col, input_noise=0.5, generator=torch.Generator().manual_seed(2), **kw)
+    assert clean.inputs is None
+    torch.testing.assert_close(b.latents, clean.latents)  # the predicted targets are untouched
+    diff = (b.inputs - b.latents).abs().sum(-1)  # [B, N]
+    target = (b.modality >= 0) & (b.weight > 0)
+    assert (diff[~target] == 0).all() and (diff[target] > 0).all()  # prompt and tokens stay clean
+    std = (b.inputs - b.latents)[:, 13:20].std(dim=(1, 2))  # the 7 target latents per row: ~ U(0, 1)
+    assert std.min() < 0.2 and std.max() > 0.8
+    lm.eval()
+    with torch.no_grad():  # the model reads the corrupted copy
+        assert not torch.allclose(lm(b), lm(clean))
+        assert torch.allclose(lm(clean), lm(b.__class__(b.tokens, b.latents, b.modality, b.valid, b.weight)))
+
+
 # ---------------------------------------------------------------- synthesis
 
 

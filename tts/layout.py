@@ -88,9 +88,12 @@ def training_batch(
     p_uncond: float = 0.1,
     prompt_loss_weight: float = 0.0,
     latent_noise_scale: float = 0.5,
+    input_noise: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> Batch:
     """tts.data.collate output -> packed ``Batch`` (noise, normalisation and condition dropout applied).
+    ``input_noise`` > 0 sets ``batch.inputs``: the target latents as the model reads them, with Gaussian noise
+    of std ~ U(0, 2 x input_noise) per row (normalised units; prompt latents stay clean).
     Every random draw comes from ``generator`` in row order, so a batch is a pure function of its seed."""
     ph, ph_mask = collated["phonemes"], collated["phoneme_mask"]  # [B, N]
     zp, zp_mask = collated["prompt_latents"], collated["prompt_mask"]  # [B, Tp, D], [B, Tp]
@@ -102,7 +105,14 @@ def training_batch(
             lm, [zp[b][zp_mask[b]], zt[b][zt_mask[b]]], latent_noise_scale, generator
         )
         seqs.append(training_spans(lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop))
-    return pack(seqs, lm.layout, lm.latent_dims)
+    batch = pack(seqs, lm.layout, lm.latent_dims)
+    if input_noise > 0:
+        B = batch.tokens.shape[0]
+        std = torch.rand(B, 1, 1, generator=generator) * (2 * input_noise)  # [B, 1, 1]
+        noise = torch.randn(batch.latents.shape, generator=generator) * std
+        target = ((batch.modality >= 0) & (batch.weight > 0)).unsqueeze(-1)  # [B, N, 1]: trained latents
+        batch.inputs = torch.where(target, batch.latents + noise, batch.latents)
+    return batch
 
 
 def generation_prefix(

@@ -69,6 +69,10 @@ class TTSConfig:
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
+    # training only: extra Gaussian noise on the target latents the model READS (normalised units, per sequence
+    # std ~ U(0, 2 x input_noise)); the predicted targets stay as they were. The history can no longer simply
+    # be continued, so the model has to read the phonemes (Tacotron's prenet dropout, for latents); 0 = off
+    input_noise: float = 0.0
     max_frames_per_phoneme: float = 6.0  # length cap: frames per phoneme symbol ...
     min_cap_seconds: float = 2.0  # ... plus this much
     # floor: <eo_audio> is not accepted before this many frames per phoneme symbol (natural speech is ~2 at 25 Hz),
@@ -87,6 +91,8 @@ class TTSConfig:
             raise ValueError(
                 f"TTSConfig.model needs an {MODALITY!r} modality, has {list(self.model.modalities)}"
             )
+        if self.input_noise < 0:
+            raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0:

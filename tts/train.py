@@ -407,6 +407,7 @@ class Trainer:
                 p_uncond=t.p_uncond,
                 prompt_loss_weight=t.prompt_loss_weight,
                 latent_noise_scale=t.latent_noise_scale,
+                input_noise=t.input_noise,
                 generator=g_cpu,
             ).to(self.device)
             sync = j == accum - 1 or not isinstance(self.net, nn.parallel.DistributedDataParallel)
