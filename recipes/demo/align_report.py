@@ -8,7 +8,9 @@ whole; phonemes = prompt text + target text) run through the LatentLM with the g
 head of every trunk layer is scored with ``tts.align``'s band mass (share of a frame's attention inside the
 diagonal band, sigma 0.1, mean over frames and items; 1 = perfectly diagonal; the report also prints what
 attention spread evenly over all visible keys would score on the same items). Prints, per release, the best head of each layer and the mean over the heads the
-recipe guided. ``--plot`` draws the best head's attention over one item for each release (PNG).
+recipe guided, and how much the model's teacher-forced diffusion loss depends on the phonemes (loss with the
+phonemes dropped to ``<null>`` / loss with them; 1.0 = the text is ignored and the audio history alone
+predicts the next frame). ``--plot`` draws the best head's attention over one item for each release (PNG).
 """
 
 from __future__ import annotations
@@ -88,6 +90,21 @@ def attention_map(tts: TTS, x: dict, layer: int, head: int) -> torch.Tensor:
     return p[frames][:, text]
 
 
+@torch.no_grad()
+def text_dependence(tts: TTS, data: list[dict], draws: int = 4) -> tuple[float, float]:
+    """Mean diffusion loss over the items with the phonemes and with them dropped (same noise draws)."""
+    out = []
+    for drop in (0.0, 1.0):
+        total = 0.0
+        for i, x in enumerate(data):
+            batch = training_batch(tts.lm, collate([x]), p_uncond=drop, latent_noise_scale=0.0)
+            for k in range(draws):
+                g = torch.Generator().manual_seed(1000 * i + k)
+                total += float(tts.lm.losses(batch, generator=g)["diff_audio"]) / draws
+        out.append(total / len(data))
+    return out[0], out[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("releases", nargs="+")
@@ -110,6 +127,11 @@ def main() -> None:
         print(
             f"    all heads: mean {float(m.mean()):.3f}; head 0 of layers 1-4: {float(m[1:5, 0].mean()):.3f}; "
             f"even attention: {uniform_mass(tts, data):.3f}"
+        )
+        with_text, without = text_dependence(tts, data)
+        print(
+            f"    diffusion loss with phonemes {with_text:.4f}, phonemes dropped {without:.4f}: "
+            f"ratio {without / with_text:.3f}"
         )
         flat = int(m.argmax())
         maps.append((rel, *divmod(flat, m.shape[1]), attention_map(tts, data[0], *divmod(flat, m.shape[1]))))
