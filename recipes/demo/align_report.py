@@ -10,7 +10,9 @@ diagonal band, sigma 0.1, mean over frames and items; 1 = perfectly diagonal; th
 attention spread evenly over all visible keys would score on the same items). Prints, per release, the best head of each layer and the mean over the heads the
 recipe guided, and how much the model's teacher-forced diffusion loss depends on the phonemes (loss with the
 phonemes dropped to ``<null>`` / loss with them; 1.0 = the text is ignored and the audio history alone
-predicts the next frame). ``--plot`` draws the best head's attention over one item for each release (PNG).
+predicts the next frame). ``--plot`` draws the best head's attention over one item for each release (PNG);
+``--generate-plot`` draws, for each release, where that head looks in the phonemes while the model GENERATES
+(synthesis of the first held-out target with its prompt, CFG rows dropped).
 """
 
 from __future__ import annotations
@@ -105,6 +107,26 @@ def text_dependence(tts: TTS, data: list[dict], draws: int = 4) -> tuple[float, 
     return out[0], out[1]
 
 
+@torch.no_grad()
+def generation_attention(tts: TTS, x: dict, rows: dict, layer: int, head: int) -> tuple[torch.Tensor, int]:
+    """[frames, P] attention of one head from each generated frame to the P prefix phonemes, and the index of
+    the first target phoneme. x: a dataset item (its prompt and target utterances are looked up in ``rows``)."""
+    prompt, target = rows[x["prompt_id"]], rows[x["id"]]
+    attn = tts.lm.trunk.layers[layer].attn
+    attn.keep_probs = head + 1
+    calls: list[torch.Tensor] = []
+    hook = attn.register_forward_hook(lambda m, i, o: calls.append(m.probs[0, head].clone()))  # row 0: cond
+    try:
+        tts.synthesize(target.text, prompt.audio, prompt_text=prompt.text, seed=0)
+    finally:
+        hook.remove()
+        attn.keep_probs, attn.probs = 0, None
+    n_prompt = len(tts.frontend.encode(prompt.text)) + 1  # + the joining space
+    P = n_prompt + len(tts.frontend.encode(target.text))
+    steps = [c[-1, 1 : P + 1] for c in calls[1:] if c.shape[0] == 1]  # decode steps; prefix pos 0 is <bos>
+    return torch.stack(steps), n_prompt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("releases", nargs="+")
@@ -112,6 +134,7 @@ def main() -> None:
     ap.add_argument("--latents", default="data/latents")
     ap.add_argument("--items", type=int, default=32)
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--generate-plot", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     maps = []
@@ -134,23 +157,38 @@ def main() -> None:
             f"ratio {without / with_text:.3f}"
         )
         flat = int(m.argmax())
-        maps.append((rel, *divmod(flat, m.shape[1]), attention_map(tts, data[0], *divmod(flat, m.shape[1]))))
+        layer, head = divmod(flat, m.shape[1])
+        gen = None
+        if args.generate_plot:
+            rows = {r.id: r for r in read_jsonl(args.manifest)}
+            gen = generation_attention(tts, data[0], rows, layer, head)
+        maps.append((rel, layer, head, attention_map(tts, data[0], layer, head), gen))
     if args.plot:
-        import matplotlib
+        _plot(args.plot, [(rel, f"layer {la} head {h}", a) for rel, la, h, a, _ in maps], "latent frame")
+    if args.generate_plot:
+        _plot(
+            args.generate_plot,
+            [(rel, f"generating, layer {la} head {h}", g[0]) for rel, la, h, _, g in maps],
+            "generated frame (target only)",
+        )
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4), squeeze=False)
-        for ax, (rel, layer, head, a) in zip(axes[0], maps):
-            ax.imshow(a.T.numpy(), origin="lower", aspect="auto", cmap="viridis")
-            ax.set_title(f"{Path(rel).name}: layer {layer} head {head}", fontsize=9)
-            ax.set_xlabel("latent frame (prompt, then target)")
-            ax.set_ylabel("phoneme (prompt text, then target text)")
-        fig.tight_layout()
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=80)
-        print(f"wrote {args.plot}")
+def _plot(path: str, panels: list[tuple], xlabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, (rel, title, a) in zip(axes[0], panels):
+        ax.imshow(a.T.numpy(), origin="lower", aspect="auto", cmap="viridis")
+        ax.set_title(f"{Path(rel).name}: {title}", fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("phoneme (prompt text, then target text)")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
