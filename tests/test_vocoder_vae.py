@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,9 @@ def test_release_round_trip(tmp_path, speech, head):
     assert torch.equal(mean, torch.linspace(-1, 1, 8))
     assert torch.allclose(back.denormalize(back.normalize(z)), z, atol=1e-5)
     assert torch.allclose(back.normalize(z).mean(0) * std + mean, z.mean(0), atol=1e-5)
+    # re-saving a loaded release (a TTS release's vae/ copy) keeps its training meta
+    back.save_pretrained(tmp_path / "copy")
+    assert json.loads((tmp_path / "copy" / "config.json").read_text())["meta"]["note"] == "test"
     # a release whose weights do not match its config fails loudly (strict load)
     other = AudioVAE(tiny(dim=4, head=head))
     other.save_pretrained(tmp_path / "bad")

@@ -263,11 +263,14 @@ class AudioVAE(nn.Module):
 
     # ---- releases ------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
+        """meta None keeps the meta of the release this model was loaded from (e.g. a TTS release's vae/ copy)."""
+        meta = meta if meta is not None else getattr(self, "release_meta", None)
         return save_release(directory, self, self.cfg, meta=meta, kind=RELEASE_KIND)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> AudioVAE:
-        sd, cfg_dict, _ = load_release(directory, kind=RELEASE_KIND)
+        sd, cfg_dict, meta = load_release(directory, kind=RELEASE_KIND)
         model = cls(from_dict(VAEConfig, cfg_dict))
         load_state_dict_strict(model, sd, source=str(directory))
+        model.release_meta = dict(meta or {})  # how it was trained: kept when re-saved
         return model.to(device).eval()
