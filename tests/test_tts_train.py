@@ -65,6 +65,14 @@ def test_init_from_a_release_starts_from_its_weights(corpus, tmp_path):
     )
     with pytest.raises(ValueError, match="LatentLM config differs"):
         Trainer(load_config(TrainConfig, recipe, [*init, "tts.model.trunk.n_layers=3"]), resume=False)
+    # an interrupted run resumes from its own checkpoint, even when the release it started from is gone
+    tr2.setup_data(read_jsonl(corpus["manifest"]))
+    tr2.train_step()
+    tr2.save()
+    gone = [f"init_from={tmp_path / 'moved'}", f"out_dir={tmp_path / 'run2'}"]
+    tr3 = Trainer(load_config(TrainConfig, recipe, gone))
+    assert tr3.step == 1
+    assert all(torch.equal(v, tr2.lm.state_dict()[k]) for k, v in tr3.lm.state_dict().items())
 
 
 def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):

@@ -188,7 +188,11 @@ class Trainer:
         self.lm = LatentLM(cfg.tts.model).to(self.device)
         mean, std = self.vae.latent_stats
         self.lm.set_latent_stats(MODALITY, mean, std)
-        if cfg.init_from:  # before sharding; a resumed run overwrites these weights with its checkpoint
+        self.out = Path(cfg.out_dir)
+        self.ckpt = self.out / "last.pt"
+        if cfg.init_from and not (
+            resume and self.ckpt.is_file()
+        ):  # before sharding; a resumed run ignores it
             self._init_from(Path(cfg.init_from))
         TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
         self.lm.train()
@@ -212,8 +216,6 @@ class Trainer:
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step, self.epoch, self.pos = 0, 0, 0
-        self.out = Path(cfg.out_dir)
-        self.ckpt = self.out / "last.pt"
         if resume and self.ckpt.is_file():
             # under FSDP every rank reads the whole file: keep it on the CPU, shards go to the device one by one
             where = "cpu" if self.fsdp else self.device
@@ -227,7 +229,8 @@ class Trainer:
             raise ValueError(
                 f"init_from={directory}: its LatentLM config differs from this recipe's tts.model"
             )
-        if not torch.allclose(src.lm.latent_mean_audio, self.lm.latent_mean_audio.cpu(), atol=1e-5):
+        mean = f"latent_mean_{MODALITY}"
+        if not torch.allclose(getattr(src.lm, mean), getattr(self.lm, mean).cpu(), atol=1e-5):
             raise ValueError(f"init_from={directory}: its latent statistics differ from vae={self.cfg.vae}'s")
         load_state_dict_strict(self.lm, src.lm.state_dict(), source=str(directory))
 
