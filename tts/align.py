@@ -75,6 +75,14 @@ def expected_phoneme(T: int, P: int, split: tuple[int, int] | None, device) -> T
     return j / T * P
 
 
+def positions(batch: Batch, lm: LatentLM, b: int) -> tuple[Tensor, Tensor]:
+    """Row b's phoneme positions [P] and audio latent positions [T] (indices into the sequence)."""
+    ok = batch.valid[b]
+    text = (ok & (batch.tokens[b] >= lm.layout.offset)).nonzero().squeeze(1)
+    frames = (ok & (batch.modality[b] == lm.layout.modalities.index("audio"))).nonzero().squeeze(1)
+    return text, frames
+
+
 def guided_attention_loss(
     probs: Sequence[Tensor],  # per layer [B, h, N, N]
     batch: Batch,
@@ -86,13 +94,9 @@ def guided_attention_loss(
     """(loss, band mass): the loss is -log of the attention mass inside the band, averaged over frames, guided
     heads and rows with phonemes (the log keeps the gradient strong while attention is still spread over
     hundreds of keys); the band mass (no gradient, in [0, 1]) is the number to watch."""
-    audio = lm.layout.modalities.index("audio")
-    is_text = batch.valid & (batch.tokens >= lm.layout.offset)  # [B, N]
-    is_audio = batch.valid & (batch.modality == audio)  # [B, N]
     total, band_mass, rows = probs[0].new_zeros(()), probs[0].new_zeros(()), 0
     for b in range(batch.tokens.shape[0]):
-        text = is_text[b].nonzero().squeeze(1)  # [P]
-        frames = is_audio[b].nonzero().squeeze(1)  # [T]
+        text, frames = positions(batch, lm, b)  # [P], [T]
         P, T = text.numel(), frames.numel()
         if P == 0 or T == 0:
             continue

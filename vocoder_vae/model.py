@@ -150,6 +150,7 @@ class AudioVAE(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg = cfg
+        self.release_meta: dict = {}  # meta of the release it was loaded from: kept when re-saved
         self.bottleneck = make_bottleneck(cfg.bottleneck)
         if cfg.encoder_kind == "mel":
             self.encoder = MelEncoder(cfg.sample_rate, cfg.hop, cfg.frame, self.bottleneck.in_channels)
@@ -264,7 +265,7 @@ class AudioVAE(nn.Module):
     # ---- releases ------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         """meta None keeps the meta of the release this model was loaded from (e.g. a TTS release's vae/ copy)."""
-        meta = meta if meta is not None else getattr(self, "release_meta", None)
+        meta = meta if meta is not None else self.release_meta
         return save_release(directory, self, self.cfg, meta=meta, kind=RELEASE_KIND)
 
     @classmethod
@@ -272,5 +273,5 @@ class AudioVAE(nn.Module):
         sd, cfg_dict, meta = load_release(directory, kind=RELEASE_KIND)
         model = cls(from_dict(VAEConfig, cfg_dict))
         load_state_dict_strict(model, sd, source=str(directory))
-        model.release_meta = dict(meta or {})  # how it was trained: kept when re-saved
+        model.release_meta = dict(meta or {})
         return model.to(device).eval()

@@ -87,8 +87,7 @@ def attention_map(tts: TTS, x: dict, layer: int, head: int) -> torch.Tensor:
     lm(batch)
     p = lm.trunk.layers[layer].attn.probs[0, head]
     lm.trunk.layers[layer].attn.keep_probs, lm.trunk.layers[layer].attn.probs = 0, None
-    text = (batch.tokens[0] >= lm.layout.offset).nonzero().squeeze(1)
-    frames = (batch.modality[0] == 0).nonzero().squeeze(1)
+    text, frames = align.positions(batch, lm, 0)
     return p[frames][:, text]
 
 
