@@ -109,6 +109,12 @@ def test_input_noise_corrupts_only_the_target_latents_the_model_reads():
     assert (diff[~target] == 0).all() and (diff[target] > 0).all()  # prompt and tokens stay clean
     std = (b.inputs - b.latents)[:, 13:20].std(dim=(1, 2))  # the 7 target latents per row: ~ U(0, 1)
     assert std.min() < 0.2 and std.max() > 0.8
+    # a prompt that is trained on (prompt_loss_weight > 0) is still read clean
+    w = training_batch(
+        lm, col, input_noise=0.5, prompt_loss_weight=1.0, generator=torch.Generator().manual_seed(2), **kw
+    )
+    assert ((w.modality >= 0) & (w.weight > 0) & ~target).any()
+    torch.testing.assert_close(w.inputs, b.inputs)
     lm.eval()
     with torch.no_grad():  # the model reads the corrupted copy
         assert not torch.allclose(lm(b), lm(clean))

@@ -93,7 +93,8 @@ def training_batch(
 ) -> Batch:
     """tts.data.collate output -> packed ``Batch`` (noise, normalisation and condition dropout applied).
     ``input_noise`` > 0 sets ``batch.inputs``: the target latents as the model reads them, with Gaussian noise
-    of std ~ U(0, 2 x input_noise) per row (normalised units; prompt latents stay clean).
+    of std ~ U(0, 2 x input_noise) per row (normalised units; prompt latents stay clean, even when
+    ``prompt_loss_weight`` > 0).
     Every random draw comes from ``generator`` in row order, so a batch is a pure function of its seed."""
     ph, ph_mask = collated["phonemes"], collated["phoneme_mask"]  # [B, N]
     zp, zp_mask = collated["prompt_latents"], collated["prompt_mask"]  # [B, Tp, D], [B, Tp]
@@ -110,7 +111,11 @@ def training_batch(
         B = batch.tokens.shape[0]
         std = torch.rand(B, 1, 1, generator=generator) * (2 * input_noise)  # [B, 1, 1]
         noise = torch.randn(batch.latents.shape, generator=generator) * std
-        target = ((batch.modality >= 0) & (batch.weight > 0)).unsqueeze(-1)  # [B, N, 1]: trained latents
+        # [B, N, 1]: target latents = the latents after each row's Tp prompt latents (prompts stay clean,
+        # whatever their loss weight: inference reads a real prompt)
+        lat = batch.modality >= 0
+        n_prompt = zp_mask.sum(1, keepdim=True)  # [B, 1]
+        target = (lat & (lat.cumsum(1) > n_prompt)).unsqueeze(-1)
         batch.inputs = torch.where(target, batch.latents + noise, batch.latents)
     return batch
 
