@@ -76,4 +76,28 @@ def aggregate_wer(counts: list[WordErrors]) -> dict[str, float | int | str]:
         "deletions": sum(c.deletions for c in counts),
         "insertions": sum(c.insertions for c in counts),
         "ref_words": words,
+        "word_recall": (words - sum(c.substitutions + c.deletions for c in counts)) / words,
+        "word_recall_definition": "reference words recognised (N - S - D) / N: blind to insertions",
+    }
+
+
+def char_errors(ref_norm: str, hyp_norm: str) -> tuple[int, int]:
+    """(character edits, reference characters) of already-normalised texts, spaces included."""
+    if not ref_norm:
+        raise ValueError("reference text is empty after normalisation; CER is undefined")
+    if not hyp_norm:
+        return len(ref_norm), len(ref_norm)
+    o = jiwer.process_characters(ref_norm, hyp_norm)
+    return o.substitutions + o.deletions + o.insertions, o.substitutions + o.deletions + o.hits
+
+
+def aggregate_cer(pairs: list[tuple[str, str]]) -> dict[str, float | int | str]:
+    """Corpus CER over (ref_norm, hyp_norm) pairs: finer than WER while a model says few words right."""
+    counts = [char_errors(r, h) for r, h in pairs]
+    chars = sum(n for _, n in counts)
+    return {
+        "n": len(counts),
+        "corpus_cer": sum(e for e, _ in counts) / chars if chars else float("nan"),
+        "corpus_cer_definition": "sum of character edits / sum of reference characters (normalised text)",
+        "ref_chars": chars,
     }

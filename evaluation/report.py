@@ -28,18 +28,20 @@ def _fmt(x: float | None, scale: float = 1.0, digits: int = 2) -> str:
 def markdown_table(summaries: list[dict]) -> str:
     """One row per system: corpus WER %, mean per-utterance WER %, mean SIM, scored/error counts, backends."""
     lines = [
-        "| system | WER % (corpus) | WER % (mean per utt.) | SIM (mean) | scored | errors | ASR "
-        "| SIM model |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | WER % (corpus) | WER % (mean per utt.) | CER % (corpus) | words heard % | SIM (mean) "
+        "| scored | errors | ASR | SIM model |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
-        wer, sim = s.get("wer") or {}, s.get("sim") or {}
+        wer, cer, sim = s.get("wer") or {}, s.get("cer") or {}, s.get("sim") or {}
         asr_id = (s.get("asr_backend") or {}).get("model_id", "-")
         sim_id = (s.get("sim_backend") or {}).get("model_id", "-")
         cells = [
             s["system"],
             _fmt(wer.get("corpus_wer"), 100),
             _fmt(wer.get("mean_utterance_wer"), 100),
+            _fmt(cer.get("corpus_cer"), 100),
+            _fmt(wer.get("word_recall"), 100, 1),
             _fmt(sim.get("mean"), 1, 3),
             str(s["n_scored"]),
             str(s["n_errors"]),
@@ -50,7 +52,8 @@ def markdown_table(summaries: list[dict]) -> str:
     lines.append("")
     lines.append(
         "WER % (corpus) = total word errors / total reference words; WER % (mean per utt.) = mean of each "
-        "utterance's WER (F5-TTS); SIM = mean cosine between output and prompt embeddings. Text normalised "
+        "utterance's WER (F5-TTS); CER % = total character edits / total reference characters; words heard % = "
+        "reference words Whisper recognised, (N - S - D) / N, blind to insertions; SIM = mean cosine between output and prompt embeddings. Text normalised "
         "with Whisper's EnglishTextNormalizer. Error rows are excluded."
     )
     return "\n".join(lines) + "\n"

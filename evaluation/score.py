@@ -22,7 +22,14 @@ from tqdm import tqdm
 
 from evaluation.asr import ASR_SR, ASRBackend
 from evaluation.audio import load_audio
-from evaluation.normalize import NORMALIZER_ID, WordErrors, aggregate_wer, normalize_text, word_errors
+from evaluation.normalize import (
+    NORMALIZER_ID,
+    WordErrors,
+    aggregate_cer,
+    aggregate_wer,
+    normalize_text,
+    word_errors,
+)
 from evaluation.speaker import SIM_SR, SpeakerBackend, cosine
 
 ROWS = "utterances.jsonl"
@@ -187,6 +194,9 @@ def summarize(rows: list[dict], system: str, asr: ASRBackend | None, sim: Speake
         "n_errors": len(rows) - len(good),
         "errors": {r["id"]: r["error"] for r in rows if r.get("error") is not None},
         "wer": aggregate_wer(counts) if asr is not None else None,
+        "cer": aggregate_cer([(r["ref_norm"], r["hyp_norm"]) for r in good if "ref_norm" in r])
+        if asr is not None
+        else None,
         "sim": {
             "n": len(sims),
             "mean": float(np.mean(sims)) if sims else math.nan,

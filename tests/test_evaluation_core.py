@@ -9,7 +9,14 @@ import pytest
 import soundfile as sf
 
 from evaluation.audio import AudioError, load_audio, resample
-from evaluation.normalize import WordErrors, aggregate_wer, normalize_text, word_errors
+from evaluation.normalize import (
+    WordErrors,
+    aggregate_cer,
+    aggregate_wer,
+    char_errors,
+    normalize_text,
+    word_errors,
+)
 from evaluation.whisper_base import WHISPER_BASE_SHA256, assemble, ensure_whisper_base, package_files
 
 LS = "librispeech_train-clean-100"
@@ -74,8 +81,21 @@ def test_word_errors_and_both_aggregates():
     assert agg["corpus_wer"] == pytest.approx((2 + 1 + 3) / (6 + 2 + 3))
     assert agg["mean_utterance_wer"] == pytest.approx((2 / 6 + 1 / 2 + 1.0) / 3)
     assert "corpus_wer_definition" in agg and "mean_utterance_wer_definition" in agg
+    assert agg["word_recall"] == pytest.approx((11 - 2 - 3) / 11)  # insertions do not count
     with pytest.raises(ValueError, match="reference text is empty"):
         word_errors("", "something")
+
+
+def test_char_errors_grade_near_misses_that_wer_counts_as_wrong():
+    assert char_errors("the cat sat", "the cat sit") == (1, 11)
+    assert char_errors("abc", "") == (3, 3)  # empty hypothesis: every character deleted
+    near, far = word_errors("the cat sat", "da kat sad"), word_errors("the cat sat", "ten dogs ran")
+    assert near.wer == far.wer == 1.0  # WER cannot tell these apart; CER can
+    agg = aggregate_cer([("the cat sat", "da kat sad")])
+    assert agg["corpus_cer"] < aggregate_cer([("the cat sat", "ten dogs ran")])["corpus_cer"]
+    assert aggregate_cer([("ab", "ab"), ("abcd", "")])["corpus_cer"] == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="CER is undefined"):
+        char_errors("", "x")
 
 
 def test_whisper_base_sha256_detects_corruption(tmp_path):

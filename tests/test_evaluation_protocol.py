@@ -154,6 +154,7 @@ def test_ground_truth_wer_is_low_and_resume_skips(tree, tmp_path, whisper, resem
     print(f"\nground-truth WER (whisper base, 10 clips): corpus {s['wer']['corpus_wer']:.4f}, "
           f"mean per-utt {s['wer']['mean_utterance_wer']:.4f}; SIM vs own 3 s prompt {s['sim']['mean']:.3f}")  # fmt: skip
     assert s["wer"]["corpus_wer"] < 0.10
+    assert s["cer"]["corpus_cer"] < s["wer"]["corpus_wer"] and s["wer"]["word_recall"] > 0.9
     assert s["sim"]["mean"] > 0.8  # the prompt is the same recording's first 3 s
     rows = [json.loads(x) for x in (tmp_path / "gt" / ROWS).read_text().splitlines()]
     assert {r["id"] for r in rows} == set(LS_IN)
