@@ -15,6 +15,7 @@ from latentlm.diffusion import DiffusionConfig
 from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.sequence import Batch, Latents, Tokens, pack
+from latentlm.training import optimizer_step
 from latentlm.transformer import TransformerConfig
 
 S = 0.15
@@ -90,12 +91,7 @@ def train(
     g = torch.Generator().manual_seed(seed + 1)
     for step in range(steps):
         terms = model.losses(make_batch(model, batch, g), generator=g)
-        loss = model.total_loss(terms)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, terms)
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"step {step:4d}  " + "  ".join(f"{k} {v.item():.3f}" for k, v in terms.items()))
     return model.eval()

@@ -1,4 +1,4 @@
-"""The pieces every trainer here shares: the EMA update and the outer training loop.
+"""The pieces every trainer here shares: the EMA update, one plain optimiser step and the outer training loop.
 
 A trainer passed to ``fit_loop`` has ``step`` (int), ``rank`` (int), ``out`` (Path), ``stop_requested`` (bool)
 and ``save()``; its config has ``max_steps``, ``log_every``, ``sample_every``, ``save_every``,
@@ -25,6 +25,24 @@ def ema_update_(ema: dict[str, torch.Tensor], state: dict[str, torch.Tensor], de
             ema[k].lerp_(v.detach(), 1 - decay)
         else:
             ema[k].copy_(v)
+
+
+def optimizer_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched,
+    terms: dict[str, torch.Tensor],
+    clip: float = 1.0,
+) -> None:
+    """Backward of ``model.total_loss(terms)``, gradient clipping, optimiser and scheduler step: the inner step of
+    the small in-process trainers (toy, text, image); ``tts.train`` and ``vocoder_vae.train`` add accumulation,
+    autocast and EMA around their own."""
+    loss = model.total_loss(terms)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
 
 
 def fit_loop(

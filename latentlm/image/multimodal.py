@@ -31,6 +31,7 @@ from latentlm.image.vae import ImageVAE
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.sequence import Batch, Latents, Span, Tokens, pack
 from latentlm.text.tokenizer import TextTokenizer
+from latentlm.training import optimizer_step
 
 AUDIO = "audio"
 CHARS = " abcdefghijklmnopqrstuvwxyz"
@@ -244,12 +245,7 @@ def train_multimodal(
     terms: dict = {}
     for step in range(cfg.steps):
         terms = model.losses(mm.batch(mu, labels, cfg, g, rng))
-        loss = model.total_loss(terms)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, terms)
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps - 1):
             print(
                 f"mm step {step:5d}  " + "  ".join(f"{k} {v.item():.4f}" for k, v in terms.items()),

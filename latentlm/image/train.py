@@ -35,6 +35,7 @@ from latentlm.image.evaluate import (
 from latentlm.image.generation import MODALITY, class_batch, sample_images
 from latentlm.image.vae import ImageVAE, ImageVAEConfig, train_vae
 from latentlm.model import LatentLM, LatentLMConfig
+from latentlm.training import optimizer_step
 from latentlm.transformer import TransformerConfig
 
 
@@ -143,12 +144,7 @@ def train_lm(
         idx = torch.randint(0, len(labels), (cfg.batch,), generator=g)
         batch = class_batch(model, vae, mu[idx.to(mu.device)].cpu(), labels[idx], cfg.p_null, g)
         terms = model.losses(batch.to(mu.device))
-        loss = model.total_loss(terms)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, terms)
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.lm_steps - 1):
             print(
                 f"lm step {step:5d}  " + "  ".join(f"{k} {v.item():.4f}" for k, v in terms.items()),

@@ -20,6 +20,7 @@ from torch import Tensor
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.sequence import Batch
 from latentlm.text.tokenizer import TextTokenizer
+from latentlm.training import optimizer_step
 from latentlm.transformer import TransformerConfig
 
 
@@ -138,12 +139,7 @@ def train_text_lm(
     for step in range(cfg.steps):
         starts = torch.randint(0, len(train_s) - cfg.context, (cfg.batch,), generator=g)
         terms = model.losses(windows(model, train_s, starts, cfg.context))
-        loss = model.total_loss(terms)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, terms)
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps - 1):
             print(
                 f"text step {step:5d}  lm {terms['lm'].item():.4f}  acc {terms['lm_acc'].item():.3f}",
