@@ -104,14 +104,19 @@ def iterate(
     stop_tokens: Sequence[int] | None = None,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     solver: str = "dpm++2m",
+    read_noise: float = 0.0,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
     generator: one for the batch, or one per row (then row r's draws depend only on ``generator[r]``, so a row
     decodes the same alone or in any batch). stop_tokens: default ``<eos>`` and every ``<eo_m>``. temperature: diffusion noise scale; token_temperature /
-    top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped)."""
+    top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped). read_noise: std of Gaussian
+    noise added to each sampled latent as the model READS it back (the yielded latents stay clean): the inference
+    twin of training-time input noise, as Tacotron keeps its prenet dropout on at inference."""
     if max_new <= 0:
         raise ValueError("max_new must be positive")
+    if read_noise < 0:
+        raise ValueError(f"read_noise must be >= 0, got {read_noise}")
     per_row = None if generator is None or isinstance(generator, torch.Generator) else list(generator)
     if per_row is not None and len(per_row) != prefix.tokens.shape[0]:
         raise ValueError(f"got {len(per_row)} generators for {prefix.tokens.shape[0]} rows")
@@ -214,7 +219,14 @@ def iterate(
         )
         if finished.all():
             return
-        items = [tok.view(b, 1), lat_vals.view(b, 1, dmax), lat_mod.view(b, 1), feed_valid.view(b, 1)]
+        fed = lat_vals
+        if read_noise > 0 and is_lat.any():
+            fed = lat_vals.clone()
+            for r in is_lat.nonzero().squeeze(-1).tolist():
+                g = generator if per_row is None else per_row[r]
+                n = torch.randn(dmax, generator=g, device=g.device if g is not None else dev)
+                fed[r] += (read_noise * n).to(dev, fed.dtype)
+        items = [tok.view(b, 1), fed.view(b, 1, dmax), lat_mod.view(b, 1), feed_valid.view(b, 1)]
         if use_cfg:  # the uncond rows feed the same item: [2B, 1, ...]
             items = [torch.cat([x, x]) for x in items]
         step_batch = Batch(*items, weight=zero_weight)  # [R, 1]

@@ -247,3 +247,19 @@ def test_per_row_generators_make_rows_independent_of_the_batch():
     assert not _items_equal(both, swapped)
     with pytest.raises(ValueError, match="generators for 2 rows"):
         model.generate(pack(prompts, lay, model.latent_dims), generator=gens(1), **kw)
+    # read_noise perturbs what the model reads back, not what it yields: the first latent (sampled before any
+    # noisy read) is unchanged, later ones differ, and rows stay independent of the batch
+    noisy = model.generate(
+        pack(prompts, lay, model.latent_dims), generator=gens(11, 22), read_noise=0.5, **kw
+    )
+    for clean_row, noisy_row in zip(both, noisy):
+        lat_c = [x for x in clean_row if isinstance(x, torch.Tensor)]
+        lat_n = [x for x in noisy_row if isinstance(x, torch.Tensor)]
+        assert torch.equal(lat_c[0], lat_n[0]) and not torch.allclose(lat_c[-1], lat_n[-1])
+    alone = [
+        model.generate(pack([p], lay, model.latent_dims), generator=gens(s), read_noise=0.5, **kw)[0]
+        for p, s in zip(prompts, (11, 22))
+    ]
+    assert _items_equal(noisy, alone)
+    with pytest.raises(ValueError, match="read_noise"):
+        model.generate(pack(prompts, lay, model.latent_dims), read_noise=-1.0, **kw)

@@ -85,6 +85,7 @@ class TTSConfig:
     sentence_max_chars: int = 250
     pause_seconds: float = 0.2  # silence between sentences of a long text
     token_temperature: float = 0.0  # LM-head sampling of <lat> vs <eo_audio>; 0 = greedy
+    read_noise: float = 0.0  # std of noise on generated latents as the model reads them back (docs/TTS.md)
 
     def __post_init__(self) -> None:
         if MODALITY not in self.model.modalities:
@@ -323,6 +324,7 @@ class TTS:
             temperature=temperature,
             token_temperature=self.cfg.token_temperature,
             generator=generator,
+            read_noise=self.cfg.read_noise,
         )
         for st in it:
             for r in range(len(caps)):
