@@ -108,10 +108,13 @@ class LatentLM(nn.Module):
         return self.lm_head(hidden)
 
     # ------------------------------------------------------------------ training
-    def losses(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def losses(
+        self, batch: Batch, generator: torch.Generator | None = None, hidden: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Flat dict of loss terms: ``lm`` (weighted CE) and ``diff_<m>`` per modality, plus ``lm_acc``
-        (accuracy of the next-token prediction, a metric: not in the weights table)."""
-        hidden = self(batch)  # [B, N, C]
+        (accuracy of the next-token prediction, a metric: not in the weights table). ``hidden``: this batch's
+        forward output [B, N, C] when the caller already has it (for its own extra losses)."""
+        hidden = self(batch) if hidden is None else hidden  # [B, N, C]
         h = hidden[:, :-1]  # position i predicts item i+1: [B, N-1, C]
         tgt_valid = batch.valid[:, 1:] & batch.valid[:, :-1]  # [B, N-1]
         w = batch.weight[:, 1:] * tgt_valid  # [B, N-1]

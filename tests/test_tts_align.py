@@ -11,9 +11,8 @@ import torch
 from latentlm.config import load_config
 from latentlm.model import LatentLM
 from tts.align import AlignConfig, enable, expected_phoneme, guided_attention_loss, kept_probs
-from tts.layout import training_batch
 from tts.manifests import read_jsonl
-from tts.testing import make_tiny_corpus, tiny_tts_config, write_tiny_recipe
+from tts.testing import make_tiny_corpus, random_training_row, tiny_tts_config, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
 
@@ -29,23 +28,10 @@ def test_expected_phoneme_is_piecewise_linear_through_the_anchor():
     assert torch.allclose(expected_phoneme(10, 5, (0, 3), "cpu"), expected_phoneme(10, 5, None, "cpu"))
 
 
-def _row(lm: LatentLM, P: int, T: int, drop: bool = False):
-    g = torch.Generator().manual_seed(0)
-    collated = {
-        "phonemes": torch.randint(2, 20, (1, P), generator=g),
-        "phoneme_mask": torch.ones(1, P, dtype=torch.bool),
-        "prompt_latents": torch.randn(1, 4, 8, generator=g),
-        "prompt_mask": torch.ones(1, 4, dtype=torch.bool),
-        "target_latents": torch.randn(1, T - 4, 8, generator=g),
-        "target_mask": torch.ones(1, T - 4, dtype=torch.bool),
-    }
-    return training_batch(lm, collated, p_uncond=1.0 if drop else 0.0, latent_noise_scale=0.0)
-
-
 def test_loss_is_low_on_the_diagonal_and_high_off_it():
     lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
     P, T = 12, 24
-    batch = _row(lm, P, T)
+    batch = random_training_row(lm, P, T)
     N = batch.tokens.shape[1]
     text = (batch.tokens[0] >= lm.layout.offset).nonzero().squeeze(1)
     frames = (batch.modality[0] == 0).nonzero().squeeze(1)
@@ -69,7 +55,7 @@ def test_loss_is_low_on_the_diagonal_and_high_off_it():
     loss, mass = guided_attention_loss([p], batch, lm, [None], 0.1)
     assert float(mass) == 0.0 and float(loss) == pytest.approx(-math.log(1e-4))
     # a row whose phonemes were dropped (classifier-free guidance) has nothing to align: zero, with a graph
-    dropped = _row(lm, P, T, drop=True)
+    dropped = random_training_row(lm, P, T, drop=True)
     q = torch.rand(1, 1, dropped.tokens.shape[1], dropped.tokens.shape[1], requires_grad=True)
     z, _ = guided_attention_loss([q], dropped, lm, [None], 0.1)
     assert z.requires_grad and float(z.detach()) == 0.0
@@ -79,7 +65,7 @@ def test_kept_probs_have_gradient_and_match_the_layer_output():
     lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
     cfg = AlignConfig(weight=1.0, layers=[1], heads=1)
     enable(lm, cfg)
-    batch = _row(lm, 10, 20)
+    batch = random_training_row(lm, 10, 20)
     lm(batch)
     (probs,) = kept_probs(lm, cfg)
     N = batch.tokens.shape[1]

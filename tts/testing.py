@@ -23,7 +23,7 @@ from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.sigma_vae import BottleneckConfig
 from latentlm.transformer import TransformerConfig
 from tts.frontend import Frontend
-from tts.layout import MODALITY
+from tts.layout import MODALITY, training_batch
 from tts.model import TTS, TTSConfig
 from vocoder_vae.model import AudioVAE, VAEConfig
 
@@ -47,6 +47,21 @@ def tiny_tts_config(vocab_size: int, latent_dim: int = 8, dim: int = 32, **overr
         modalities={MODALITY: HeadConfig(latent_dim=latent_dim, cond_dim=dim, width=dim, depth=1)},
     )
     return TTSConfig(model=lm, frame_rate=25.0, **overrides)
+
+
+def random_training_row(lm: LatentLM, P: int, T: int, drop: bool = False, latent_dim: int = 8):
+    """One packed training row of random phonemes (P) and latents (4 prompt + T - 4 target frames); ``drop``:
+    the phonemes dropped to ``<null>`` (classifier-free guidance)."""
+    g = torch.Generator().manual_seed(0)
+    collated = {
+        "phonemes": torch.randint(2, 20, (1, P), generator=g),
+        "phoneme_mask": torch.ones(1, P, dtype=torch.bool),
+        "prompt_latents": torch.randn(1, 4, latent_dim, generator=g),
+        "prompt_mask": torch.ones(1, 4, dtype=torch.bool),
+        "target_latents": torch.randn(1, T - 4, latent_dim, generator=g),
+        "target_mask": torch.ones(1, T - 4, dtype=torch.bool),
+    }
+    return training_batch(lm, collated, p_uncond=1.0 if drop else 0.0, latent_noise_scale=0.0)
 
 
 def make_tiny_tts(seed: int = 0, latent_dim: int = 8, **overrides) -> TTS:

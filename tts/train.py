@@ -45,7 +45,7 @@ from latentlm.checkpoint import (
 from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
 from latentlm.training import ema_update_, fit_loop
-from tts import align
+from tts import align, ctc
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, collate, load_audio
 from tts.frontend import Frontend
 from tts.layout import MODALITY, training_batch
@@ -86,6 +86,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
+    ctc_weight: float = 0.0  # phoneme CTC on the hidden states (tts/ctc.py); 0 = off
     ema_decay: float = 0.999
     max_steps: int = 10000
     time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
@@ -106,14 +107,17 @@ class TrainConfig:
 class _Losses(nn.Module):
     """Wraps LatentLM.losses as forward() so DDP / FSDP see the call."""
 
-    def __init__(self, lm: LatentLM, align_cfg: align.AlignConfig):
+    def __init__(self, lm: LatentLM, align_cfg: align.AlignConfig, ctc_weight: float = 0.0):
         super().__init__()
-        self.lm, self.align = lm, align_cfg
+        self.lm, self.align, self.ctc = lm, align_cfg, ctc_weight > 0
         if align_cfg.weight > 0:
             align.enable(lm, align_cfg)
 
     def forward(self, batch, generator, splits=None):
-        terms = self.lm.losses(batch, generator=generator)
+        hidden = self.lm(batch)  # [B, N, C]
+        terms = self.lm.losses(batch, generator=generator, hidden=hidden)
+        if self.ctc:
+            terms["ctc"], terms["ctc_per"] = ctc.phoneme_ctc_loss(hidden, batch, self.lm)
         if self.align.weight > 0:
             probs = align.kept_probs(self.lm, self.align)
             terms["align"], terms["align_mass"] = align.guided_attention_loss(
@@ -196,7 +200,7 @@ class Trainer:
             self._init_from(Path(cfg.init_from))
         TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
         self.lm.train()
-        self.net: nn.Module = _Losses(self.lm, cfg.align)
+        self.net: nn.Module = _Losses(self.lm, cfg.align, cfg.ctc_weight)
         self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
         if self.fsdp:  # each trunk block is one all-gather unit; the root holds embeddings + heads
             from torch.distributed.fsdp import fully_shard
@@ -420,6 +424,8 @@ class Trainer:
                 loss = self.lm.total_loss(terms)
                 if "align" in terms:
                     loss = loss + cfg.align.weight * terms["align"]
+                if "ctc" in terms:
+                    loss = loss + cfg.ctc_weight * terms["ctc"]
                 (loss / accum).backward()
             for k, v in {**terms, "total": loss}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum

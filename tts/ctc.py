@@ -1,0 +1,95 @@
+"""Phoneme CTC on the trunk's hidden states (training only): the states that condition the diffusion head must
+say which phonemes the audio is speaking, in order.
+
+Why: measured on the demo models (docs/TTS.md "What the trunk knows about the text"), shuffling the phonemes
+moved the hidden state at the audio frames by only 2-5%, and the teacher-forced diffusion loss was the same with
+the phonemes dropped: the guided heads looked at the right phoneme, but nothing downstream used what they read.
+This loss asks for it directly, with no alignment given (CTC finds it): the hidden state at each position that
+predicts an audio latent is read out through the LM head, restricted to ``<pad>`` (the CTC blank) and the
+phoneme vocabulary, and CTC scores the row's phoneme sequence against those T read-outs. No new parameters: the
+LM head's phoneme rows are the read-out (at these positions the LM loss only asks for ``<lat>`` vs
+``<eo_audio>``, which a softmax restricted to the phonemes does not see), so a release is unchanged.
+
+Rows: every row whose phonemes are visible (rows dropped to ``<null>`` for classifier-free guidance are
+skipped: their text is unknown to the model). The row's audio (prompt + target latents) says its phonemes
+(prompt text + " " + target text) in order for every pairing ``tts.data`` makes (a prefix prompt is the start of
+the same utterance; a cross-sentence prompt is a whole utterance with its transcript).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentlm.model import LatentLM
+from latentlm.sequence import Batch
+from tts.align import positions
+
+
+def readout(lm: LatentLM, hidden: Tensor) -> Tensor:
+    """[..., C] hidden states -> [..., 1 + V_text] log-probabilities over (blank, phoneme ids)."""
+    lay = lm.layout
+    logits = lm.logits(hidden).float()  # [..., V_layout] (a module call: FSDP gathers the head's weight)
+    cols = torch.cat(
+        [logits[..., lay.pad : lay.pad + 1], logits[..., lay.offset : lay.offset + lay.vocab_size]], -1
+    )
+    return F.log_softmax(cols, dim=-1)
+
+
+def phoneme_ctc_loss(hidden: Tensor, batch: Batch, lm: LatentLM) -> tuple[Tensor, Tensor]:
+    """(loss, greedy phoneme error) over the rows with visible phonemes. hidden: [B, N, C] (the trunk output).
+
+    The loss is CTC (mean over rows of the per-row loss divided by its phoneme count); the second value (no
+    gradient) is the greedy CTC read-out's phoneme error rate on the first such row (edits / phonemes; 0 = the
+    hidden states spell the text, about 1 = they say nothing about it).
+    Rows whose audio is too short for their phonemes (CTC needs T >= P plus repeats) give zero (``zero_infinity``).
+    """
+    logps, targets, in_lens, tgt_lens = [], [], [], []
+    for b in range(batch.tokens.shape[0]):
+        text, frames = positions(batch, lm, b)  # [P], [T]
+        if text.numel() == 0 or frames.numel() == 0:
+            continue
+        logps.append(readout(lm, hidden[b, frames - 1]))  # the states that predict each latent: [T, 1 + V]
+        targets.append(batch.tokens[b, text] - lm.layout.offset + 1)  # phoneme ids shifted past the blank
+        in_lens.append(frames.numel())
+        tgt_lens.append(text.numel())
+    if not logps:  # every row dropped its condition: a zero that keeps the graph
+        zero = hidden.sum() * 0.0
+        return zero, zero.detach()
+    T = max(in_lens)
+    lp = torch.stack([F.pad(x, (0, 0, 0, T - x.shape[0])) for x in logps], dim=1)  # [T, R, 1 + V]
+    loss = F.ctc_loss(
+        lp,
+        torch.cat(targets),
+        torch.tensor(in_lens),
+        torch.tensor(tgt_lens),
+        blank=0,
+        reduction="mean",
+        zero_infinity=True,
+    )
+    with torch.no_grad():  # first row only: a Python edit distance per row would cost ~5% of a CPU step
+        per = _edits(greedy_decode(logps[0]), targets[0].tolist()) / tgt_lens[0]
+    return loss, torch.tensor(float(per), device=hidden.device)
+
+
+def greedy_decode(logp: Tensor) -> list[int]:
+    """[T, 1 + V] -> the best path with repeats merged and blanks removed (labels 1..V)."""
+    best = logp.argmax(-1).tolist()
+    out, prev = [], 0
+    for k in best:
+        if k != prev and k != 0:
+            out.append(k)
+        prev = k
+    return out
+
+
+def _edits(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance between two label sequences."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
