@@ -10,7 +10,9 @@ diagonal band, sigma 0.1, mean over frames and items; 1 = perfectly diagonal; th
 attention spread evenly over all visible keys would score on the same items). Prints, per release, the best head of each layer and the mean over the heads the
 recipe guided, and how much the model's teacher-forced diffusion loss depends on the phonemes (loss with the
 phonemes dropped to ``<null>`` / loss with them; 1.0 = the text is ignored and the audio history alone
-predicts the next frame). ``--plot`` draws the best head's attention over one item for each release (PNG);
+predicts the next frame), the same ratio when the model reads input-noised latents as in training, how much the
+hidden state at the target frames moves when the phonemes are shuffled (relative), and the phoneme error of the
+``tts.ctc`` read-out of those hidden states (only meaningful for a model trained with ``ctc_weight``). ``--plot`` draws the best head's attention over one item for each release (PNG);
 ``--generate-plot`` draws, for each release, where that head looks in the phonemes while the model GENERATES
 (synthesis of the first held-out target with its prompt, CFG rows dropped).
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tts import align  # noqa: E402
+from tts import align, ctc  # noqa: E402
 from tts.data import LatentStore, PromptTargetDataset, collate  # noqa: E402
 from tts.layout import training_batch  # noqa: E402
 from tts.manifests import read_jsonl  # noqa: E402
@@ -92,18 +94,47 @@ def attention_map(tts: TTS, x: dict, layer: int, head: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def text_dependence(tts: TTS, data: list[dict], draws: int = 4) -> tuple[float, float]:
-    """Mean diffusion loss over the items with the phonemes and with them dropped (same noise draws)."""
+def text_dependence(
+    tts: TTS, data: list[dict], draws: int = 4, input_noise: float = 0.0
+) -> tuple[float, float]:
+    """Mean diffusion loss over the items with the phonemes and with them dropped (same noise draws).
+    ``input_noise``: the model reads target latents corrupted as in training (tts.layout.training_batch)."""
     out = []
     for drop in (0.0, 1.0):
         total = 0.0
         for i, x in enumerate(data):
-            batch = training_batch(tts.lm, collate([x]), p_uncond=drop, latent_noise_scale=0.0)
+            batch = training_batch(
+                tts.lm,
+                collate([x]),
+                p_uncond=drop,
+                latent_noise_scale=0.0,
+                input_noise=input_noise,
+                generator=torch.Generator().manual_seed(7 + i),
+            )
             for k in range(draws):
                 g = torch.Generator().manual_seed(1000 * i + k)
                 total += float(tts.lm.losses(batch, generator=g)["diff_audio"]) / draws
         out.append(total / len(data))
     return out[0], out[1]
+
+
+@torch.no_grad()
+def phoneme_sensitivity(tts: TTS, data: list[dict]) -> tuple[float, float]:
+    """What the trunk's output knows about the text, teacher forced:
+    (mean relative change of the hidden state at the target frames when the row's phonemes are shuffled,
+    greedy phoneme error rate of the tts.ctc read-out; about 1 when the model was not trained with CTC)."""
+    change, per = [], []
+    for i, x in enumerate(data):
+        batch = training_batch(tts.lm, collate([x]), p_uncond=0.0, latent_noise_scale=0.0)
+        perm = torch.randperm(len(x["phonemes"]), generator=torch.Generator().manual_seed(i))
+        shuffled = training_batch(
+            tts.lm, collate([{**x, "phonemes": x["phonemes"][perm]}]), p_uncond=0.0, latent_noise_scale=0.0
+        )
+        h, h2 = tts.lm(batch), tts.lm(shuffled)
+        sel = (batch.modality[0] >= 0) & (batch.weight[0] > 0)
+        change.append(float(((h[0, sel] - h2[0, sel]).norm(dim=-1) / h[0, sel].norm(dim=-1)).mean()))
+        per.append(float(ctc.phoneme_ctc_loss(h, batch, tts.lm)[1]))
+    return sum(change) / len(change), sum(per) / len(per)
 
 
 @torch.no_grad()
@@ -154,6 +185,12 @@ def main() -> None:
         print(
             f"    diffusion loss with phonemes {with_text:.4f}, phonemes dropped {without:.4f}: "
             f"ratio {without / with_text:.3f}"
+        )
+        noisy_text, noisy_without = text_dependence(tts, data, input_noise=0.75)
+        change, per = phoneme_sensitivity(tts, data)
+        print(
+            f"    reading input-noised latents (input_noise 0.75): ratio {noisy_without / noisy_text:.3f}; "
+            f"hidden state change with shuffled phonemes {change:.3f}; CTC read-out phoneme error {per:.2f}"
         )
         flat = int(m.argmax())
         layer, head = divmod(flat, m.shape[1])
