@@ -57,3 +57,40 @@ def test_training_with_ctc_lowers_it_on_real_speech(corpus, tmp_path):
     last = sum(x["ctc"] for x in logs[-5:]) / 5
     assert last < 0.7 * first, (first, last)
     assert "ctc_per" in logs[-1]
+
+
+def test_blind_rows_read_pure_noise_and_are_scored_on_their_target_only():
+    from tts.layout import training_batch
+
+    torch.manual_seed(0)
+    lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
+    g = torch.Generator().manual_seed(0)
+    P_prompt, P, Tp, Tt = 5, 12, 4, 16
+    collated = {
+        "mode": ["speaker", "prefix"],
+        "align_split": [(P_prompt + 1, Tp), None],
+        "phonemes": torch.randint(2, 20, (2, P), generator=g),
+        "phoneme_mask": torch.ones(2, P, dtype=torch.bool),
+        "prompt_latents": torch.randn(2, Tp, 8, generator=g),
+        "prompt_mask": torch.ones(2, Tp, dtype=torch.bool),
+        "target_latents": torch.randn(2, Tt, 8, generator=g),
+        "target_mask": torch.ones(2, Tt, dtype=torch.bool),
+    }
+    flags, spans = ctc.blind_spans(collated, 1.0, torch.Generator().manual_seed(0))
+    assert flags == [True, False] and spans == [(P_prompt + 1, Tp), None]  # a prefix row's split is unknown
+    kw = dict(p_uncond=0.0, latent_noise_scale=0.0)
+    b = training_batch(lm, collated, blind=flags, generator=torch.Generator().manual_seed(1), **kw)
+    lat = b.modality >= 0
+    prompt = lat & (lat.cumsum(1) <= Tp)
+    target = lat & ~prompt
+    same = (b.inputs == b.latents).all(-1)  # [B, N]
+    assert same[prompt].all() and same[1].all()  # prompts and the other row are read as they are
+    assert not same[0][target[0]].any()  # the blind row's target audio is replaced
+    corr = torch.corrcoef(torch.stack([b.inputs[0][target[0]].flatten(), b.latents[0][target[0]].flatten()]))
+    assert abs(float(corr[0, 1])) < 0.2  # ... by noise that carries nothing of it
+    loss, _ = ctc.phoneme_ctc_loss(lm(b), b, lm, spans)
+    assert loss.item() > 0
+    none, _ = ctc.phoneme_ctc_loss(lm(b), b, lm, [None, None])
+    assert none.item() == 0.0
+    with pytest.raises(ValueError, match="one flag per row"):
+        training_batch(lm, collated, blind=[True], **kw)

@@ -14,9 +14,16 @@ Rows: every row whose phonemes are visible (rows dropped to ``<null>`` for class
 skipped: their text is unknown to the model). The row's audio (prompt + target latents) says its phonemes
 (prompt text + " " + target text) in order for every pairing ``tts.data`` makes (a prefix prompt is the start of
 the same utterance; a cross-sentence prompt is a whole utterance with its transcript).
+
+Measured (docs/TTS.md): on teacher-forced rows the model satisfies this loss by recognising the audio latents it
+reads, not by reading the text. ``blind_spans`` selects rows for the variant that closes that shortcut: rows whose
+target latents the model reads as pure noise (``training_batch(blind=...)``), scored on the target text against
+the target frames only, so the phonemes are the only source of what is being said.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +32,24 @@ from torch import Tensor
 from latentlm.model import LatentLM
 from latentlm.sequence import Batch
 from tts.align import positions
+
+
+def blind_spans(collated: dict, p_blind: float, generator: torch.Generator) -> tuple[list[bool], list]:
+    """Pick blind rows (probability ``p_blind`` each, among rows whose target text is known: cross-sentence rows
+    with a whole prompt, and rows without a prompt) -> (blind flag per row, ``phoneme_ctc_loss`` spans)."""
+    flags, spans = [], []
+    for b, (mode, split) in enumerate(zip(collated["mode"], collated["align_split"], strict=True)):
+        n_prompt = int(collated["prompt_mask"][b].sum())
+        if mode == "none" or n_prompt == 0:
+            span = (0, 0)
+        elif mode == "speaker" and split is not None:
+            span = (split[0], n_prompt)  # target text (after the joining space) <-> target frames
+        else:
+            span = None
+        pick = span is not None and bool(torch.rand((), generator=generator) < p_blind)
+        flags.append(pick)
+        spans.append(span if pick else None)
+    return flags, spans
 
 
 def readout(lm: LatentLM, hidden: Tensor) -> Tensor:
@@ -37,17 +62,26 @@ def readout(lm: LatentLM, hidden: Tensor) -> Tensor:
     return F.log_softmax(cols, dim=-1)
 
 
-def phoneme_ctc_loss(hidden: Tensor, batch: Batch, lm: LatentLM) -> tuple[Tensor, Tensor]:
+def phoneme_ctc_loss(
+    hidden: Tensor, batch: Batch, lm: LatentLM, spans: Sequence[tuple[int, int] | None] | None = None
+) -> tuple[Tensor, Tensor]:
     """(loss, greedy phoneme error) over the rows with visible phonemes. hidden: [B, N, C] (the trunk output).
 
     The loss is CTC (mean over rows of the per-row loss divided by its phoneme count); the second value (no
     gradient) is the greedy CTC read-out's phoneme error rate on the first such row (edits / phonemes; 0 = the
     hidden states spell the text, about 1 = they say nothing about it).
     Rows whose audio is too short for their phonemes (CTC needs T >= P plus repeats) give zero (``zero_infinity``).
+    ``spans`` (per row): None skips the row; (p0, t0) scores only the row's phonemes from p0 on against its
+    frames from t0 on (e.g. the target text against the target audio). Default: every row, all of it.
     """
     logps, targets, in_lens, tgt_lens = [], [], [], []
     for b in range(batch.tokens.shape[0]):
+        if spans is not None and spans[b] is None:
+            continue
         text, frames = positions(batch, lm, b)  # [P], [T]
+        if spans is not None:
+            p0, t0 = spans[b]
+            text, frames = text[p0:], frames[t0:]
         if text.numel() == 0 or frames.numel() == 0:
             continue
         logps.append(readout(lm, hidden[b, frames - 1]))  # the states that predict each latent: [T, 1 + V]

@@ -90,12 +90,15 @@ def training_batch(
     latent_noise_scale: float = 0.5,
     input_noise: float = 0.0,
     generator: torch.Generator | None = None,
+    blind: Sequence[bool] | None = None,
 ) -> Batch:
     """tts.data.collate output -> packed ``Batch`` (noise, normalisation and condition dropout applied).
     ``input_noise`` > 0 sets ``batch.inputs``: the target latents as the model reads them, with Gaussian noise
     of std ~ U(0, 2 x input_noise) per row (normalised units; prompt latents stay clean, even when
     ``prompt_loss_weight`` > 0).
-    Every random draw comes from ``generator`` in row order, so a batch is a pure function of its seed."""
+    ``blind`` (per row): the model reads pure N(0, 1) noise instead of those rows' target latents (nothing of
+    the audio history is left; tts.ctc uses such rows). Every random draw comes from ``generator`` in row order,
+    so a batch is a pure function of its seed."""
     ph, ph_mask = collated["phonemes"], collated["phoneme_mask"]  # [B, N]
     zp, zp_mask = collated["prompt_latents"], collated["prompt_mask"]  # [B, Tp, D], [B, Tp]
     zt, zt_mask = collated["target_latents"], collated["target_mask"]  # [B, Tt, D], [B, Tt]
@@ -107,16 +110,26 @@ def training_batch(
         )
         seqs.append(training_spans(lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop))
     batch = pack(seqs, lm.layout, lm.latent_dims)
-    if input_noise > 0:
-        B = batch.tokens.shape[0]
-        std = torch.rand(B, 1, 1, generator=generator) * (2 * input_noise)  # [B, 1, 1]
-        noise = torch.randn(batch.latents.shape, generator=generator) * std
+    B = batch.tokens.shape[0]
+    any_blind = blind is not None and any(blind)
+    if blind is not None and len(blind) != B:
+        raise ValueError(f"blind: one flag per row ({B}), got {len(blind)}")
+    if input_noise > 0 or any_blind:
         # [B, N, 1]: target latents = the latents after each row's Tp prompt latents (prompts stay clean,
         # whatever their loss weight: inference reads a real prompt)
         lat = batch.modality >= 0
         n_prompt = zp_mask.sum(1, keepdim=True)  # [B, 1]
         target = (lat & (lat.cumsum(1) > n_prompt)).unsqueeze(-1)
-        batch.inputs = torch.where(target, batch.latents + noise, batch.latents)
+        inputs = batch.latents
+        if input_noise > 0:
+            std = torch.rand(B, 1, 1, generator=generator) * (2 * input_noise)  # [B, 1, 1]
+            noise = torch.randn(batch.latents.shape, generator=generator) * std
+            inputs = torch.where(target, batch.latents + noise, batch.latents)
+        if any_blind:
+            pure = torch.randn(batch.latents.shape, generator=generator)
+            rows = torch.tensor([bool(x) for x in blind]).view(B, 1, 1)
+            inputs = torch.where(target & rows, pure, inputs)
+        batch.inputs = inputs
     return batch
 
 

@@ -87,6 +87,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
     ctc_weight: float = 0.0  # phoneme CTC on the hidden states (tts/ctc.py); 0 = off
+    ctc_blind: float = 0.0  # > 0: CTC only on this share of rows, which read pure noise as their target audio
     ema_decay: float = 0.999
     max_steps: int = 10000
     time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
@@ -113,11 +114,11 @@ class _Losses(nn.Module):
         if align_cfg.weight > 0:
             align.enable(lm, align_cfg)
 
-    def forward(self, batch, generator, splits=None):
+    def forward(self, batch, generator, splits=None, ctc_spans=None):
         hidden = self.lm(batch)  # [B, N, C]
         terms = self.lm.losses(batch, generator=generator, hidden=hidden)
         if self.ctc:
-            terms["ctc"], terms["ctc_per"] = ctc.phoneme_ctc_loss(hidden, batch, self.lm)
+            terms["ctc"], terms["ctc_per"] = ctc.phoneme_ctc_loss(hidden, batch, self.lm, ctc_spans)
         if self.align.weight > 0:
             probs = align.kept_probs(self.lm, self.align)
             terms["align"], terms["align_mass"] = align.guided_attention_loss(
@@ -408,6 +409,11 @@ class Trainer:
             g_cpu = torch.Generator().manual_seed(key)
             g_dev = torch.Generator(self.device).manual_seed(key + 1)
             collated = collate([self.ds[i] for i in idx])
+            blind, spans = None, None
+            if cfg.ctc_weight > 0 and cfg.ctc_blind > 0:
+                blind, spans = ctc.blind_spans(
+                    collated, cfg.ctc_blind, torch.Generator().manual_seed(key + 2)
+                )
             batch = training_batch(
                 self.lm,
                 collated,
@@ -416,11 +422,12 @@ class Trainer:
                 latent_noise_scale=t.latent_noise_scale,
                 input_noise=t.input_noise,
                 generator=g_cpu,
+                blind=blind,
             ).to(self.device)
             sync = j == accum - 1 or not isinstance(self.net, nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with self.autocast:
-                    terms = self.net(batch, g_dev, collated["align_split"])
+                    terms = self.net(batch, g_dev, collated["align_split"], spans)
                 loss = self.lm.total_loss(terms)
                 if "align" in terms:
                     loss = loss + cfg.align.weight * terms["align"]
