@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from evaluation.normalize import word_errors
 from latentlm.config import load_config
 from latentlm.model import LatentLM
 from tts import ctc
@@ -20,7 +21,8 @@ def test_greedy_decode_and_edit_distance():
     for t, k in enumerate([a, a, blank, a, b, b]):
         lp[t, k] = 0.0
     assert ctc.greedy_decode(lp) == [a, a, b]  # repeats merge, a blank separates a real repeat
-    assert ctc._edits([1, 2, 3], [1, 3]) == 1 and ctc._edits([], [4, 5]) == 2
+    assert word_errors(ctc._ids([1, 2, 3]), ctc._ids([1, 3])).errors == 1  # the edits ctc_per counts
+    assert word_errors(ctc._ids([4, 5]), ctc._ids([])).errors == 2
 
 
 def test_loss_reads_the_lm_head_and_skips_dropped_rows():

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from evaluation.normalize import word_errors
 from latentlm.model import LatentLM
 from latentlm.sequence import Batch
 from tts.align import positions
@@ -38,14 +39,12 @@ def blind_spans(collated: dict, p_blind: float, generator: torch.Generator) -> t
     """Pick blind rows (probability ``p_blind`` each, among rows whose target text is known: cross-sentence rows
     with a whole prompt, and rows without a prompt) -> (blind flag per row, ``phoneme_ctc_loss`` spans)."""
     flags, spans = [], []
-    for b, (mode, split) in enumerate(zip(collated["mode"], collated["align_split"], strict=True)):
-        n_prompt = int(collated["prompt_mask"][b].sum())
-        if mode == "none" or n_prompt == 0:
-            span = (0, 0)
-        elif mode == "speaker" and split is not None:
-            span = (split[0], n_prompt)  # target text (after the joining space) <-> target frames
-        else:
-            span = None
+    for b, split in enumerate(collated["align_split"]):
+        # a cross-sentence row's split is already (target text start, target frame start); a row with no prompt
+        # is all target; a prefix prompt (or a cut one) has no known text split
+        span = split
+        if split is None:
+            span = None if collated["prompt_mask"][b].any() else (0, 0)
         pick = span is not None and bool(torch.rand((), generator=generator) < p_blind)
         flags.append(pick)
         spans.append(span if pick else None)
@@ -102,8 +101,8 @@ def phoneme_ctc_loss(
         reduction="mean",
         zero_infinity=True,
     )
-    with torch.no_grad():  # first row only: a Python edit distance per row would cost ~5% of a CPU step
-        per = _edits(greedy_decode(logps[0]), targets[0].tolist()) / tgt_lens[0]
+    with torch.no_grad():  # first row only: the phoneme error of the greedy read-out, as a metric
+        per = word_errors(_ids(targets[0].tolist()), _ids(greedy_decode(logps[0]))).wer
     return loss, torch.tensor(float(per), device=hidden.device)
 
 
@@ -118,12 +117,6 @@ def greedy_decode(logp: Tensor) -> list[int]:
     return out
 
 
-def _edits(a: list[int], b: list[int]) -> int:
-    """Levenshtein distance between two label sequences."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
+def _ids(labels: list[int]) -> str:
+    """Label ids as space-separated words, so ``evaluation.normalize.word_errors`` counts their edits."""
+    return " ".join(map(str, labels))
