@@ -96,3 +96,14 @@ def test_blind_rows_read_pure_noise_and_are_scored_on_their_target_only():
     assert none.item() == 0.0
     with pytest.raises(ValueError, match="one flag per row"):
         training_batch(lm, collated, blind=[True], **kw)
+
+
+def test_bad_ctc_settings_are_refused(corpus, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run", dim=64)
+    for over, msg in (
+        (["ctc_weight=-1"], "ctc_weight >= 0"),
+        (["ctc_weight=0.1", "ctc_blind=1.5"], "ctc_blind in"),
+        (["ctc_blind=0.3"], "needs ctc_weight"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            load_config(TrainConfig, recipe, over)

@@ -92,8 +92,10 @@ class TTSConfig:
             raise ValueError(
                 f"TTSConfig.model needs an {MODALITY!r} modality, has {list(self.model.modalities)}"
             )
-        if self.input_noise < 0:
-            raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
+        if self.input_noise < 0 or self.read_noise < 0:
+            raise ValueError(
+                f"input_noise and read_noise must be >= 0, got {self.input_noise}, {self.read_noise}"
+            )
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0:

@@ -104,6 +104,14 @@ class TrainConfig:
     progress: bool = True
     init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
 
+    def __post_init__(self) -> None:
+        if self.ctc_weight < 0 or not 0.0 <= self.ctc_blind <= 1.0:
+            raise ValueError(
+                f"need ctc_weight >= 0 and ctc_blind in [0, 1]; got {self.ctc_weight}, {self.ctc_blind}"
+            )
+        if self.ctc_blind > 0 and self.ctc_weight == 0:
+            raise ValueError("ctc_blind needs ctc_weight > 0 (the blind rows are only read by the CTC loss)")
+
 
 class _Losses(nn.Module):
     """Wraps LatentLM.losses as forward() so DDP / FSDP see the call."""
