@@ -81,11 +81,18 @@ class LatentLM(nn.Module):
         getattr(self, f"latent_mean_{modality}").copy_(mean)
         getattr(self, f"latent_std_{modality}").copy_(std)
 
+    def _stats(self, modality: str, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, std) on z's device: batches are laid out on the CPU while the model sits on a GPU."""
+        mean, std = getattr(self, f"latent_mean_{modality}"), getattr(self, f"latent_std_{modality}")
+        return mean.to(z.device), std.to(z.device)
+
     def normalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
-        return (z - getattr(self, f"latent_mean_{modality}")) / getattr(self, f"latent_std_{modality}")
+        mean, std = self._stats(modality, z)
+        return (z - mean) / std
 
     def denormalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
-        return z * getattr(self, f"latent_std_{modality}") + getattr(self, f"latent_mean_{modality}")
+        mean, std = self._stats(modality, z)
+        return z * std + mean
 
     # ------------------------------------------------------------------ forward
     def embed_items(self, tokens: Tensor, latents: Tensor, modality: Tensor) -> Tensor:

@@ -128,6 +128,19 @@ def test_release_round_trip_identical_outputs(tmp_path):
     assert _items_equal(out_a, out_b)
 
 
+def test_latent_stats_follow_the_latents_device():
+    """Training lays batches out on the CPU while the model sits on the GPU (this failed on an H200): the stats
+    go to the latents' device. The meta device stands in for a GPU here."""
+    model = LatentLM(tiny_config())
+    model.set_latent_stats("audio", torch.tensor([0.1, 0.2, 0.3]), torch.tensor([1.0, 2.0, 3.0]))
+    z = torch.ones(4, 3, device="meta")
+    assert model.normalize("audio", z).device.type == "meta"
+    assert model.denormalize("audio", z).device.type == "meta"
+    x = torch.tensor([[1.1, 2.2, 3.3]])
+    assert torch.allclose(model.normalize("audio", x), torch.ones(1, 3))
+    assert torch.allclose(model.denormalize("audio", torch.ones(1, 3)), x)
+
+
 def _items_equal(a, b) -> bool:
     if len(a) != len(b):
         return False
