@@ -57,7 +57,8 @@ def fit_loop(
     SIGINT/SIGTERM (the step in flight finishes, then the state is saved and the loop stops: rerun to resume).
     Rank 0 writes TensorBoard scalars (``OUT/tb``), the resolved config (``OUT/config.yaml``), a progress bar
     (or a log line every ``log_every`` steps without one) and, every ``sample_every`` steps,
-    ``sample_fn(writer)``. Saves every ``save_every`` steps and at the end. A non-finite loss is an error."""
+    ``sample_fn(writer)``. Saves every ``save_every`` steps and at the end. A non-finite loss is an error, unless
+    the step function skipped that update itself (its logs then hold ``skipped``: 1)."""
     writer = None
     if trainer.rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -79,7 +80,13 @@ def fit_loop(
     try:
         while trainer.step < cfg.max_steps and not trainer.stop_requested:
             logs = step_fn()
-            if not math.isfinite(logs["total"]):
+            if logs.get("skipped"):  # the step function refused a non-finite update and counts them
+                if trainer.rank == 0:
+                    print(
+                        f"step {trainer.step}: non-finite loss or gradient, update skipped: {logs}",
+                        flush=True,
+                    )
+            elif not math.isfinite(logs["total"]):
                 raise RuntimeError(f"step {trainer.step}: non-finite loss {logs}")
             if bar is not None:
                 bar.update(1)

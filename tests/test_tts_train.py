@@ -84,6 +84,35 @@ def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):
     assert all(len(tr.ds.phonemes[r.id]) > 5 for r in tr.ds.rows)
 
 
+def _poisoned(tr: Trainer) -> None:
+    """Make the trainer's next loss terms NaN (what a bf16 blow-up looks like from the outside)."""
+    forward = type(tr.net).forward
+    tr.net.forward = lambda *a, **k: {n: v * float("nan") for n, v in forward(tr.net, *a, **k).items()}
+
+
+def test_nonfinite_update_is_skipped_and_stops_when_it_persists(corpus, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    tr = Trainer(load_config(TrainConfig, recipe, ["max_bad_steps=2"]), resume=False)
+    tr.setup_data(read_jsonl(corpus["manifest"]))
+    assert "skipped" not in tr.train_step()
+    before = {k: v.clone() for k, v in tr.lm.state_dict().items()}
+    ema = {k: v.clone() for k, v in tr.ema.items()}
+    _poisoned(tr)
+    logs = tr.train_step()
+    assert logs["skipped"] == 1.0 and tr.step == 2 and tr.bad_steps == 1
+    assert all(torch.equal(v, before[k]) for k, v in tr.lm.state_dict().items())  # no update applied
+    assert all(torch.equal(v, ema[k]) for k, v in tr.ema.items())
+    del tr.net.forward  # healthy again: training goes on and the counter resets
+    assert "skipped" not in tr.train_step() and tr.bad_steps == 0
+    assert all(torch.isfinite(v).all() for v in tr.lm.state_dict().values() if v.is_floating_point())
+    _poisoned(tr)
+    tr.train_step()
+    with pytest.raises(RuntimeError, match="2 updates in a row had a non-finite loss"):
+        tr.train_step()
+    with pytest.raises(ValueError, match="max_bad_steps"):
+        load_config(TrainConfig, recipe, ["max_bad_steps=0"])
+
+
 def _weights(path: Path) -> dict:
     return load_training_state(path)["model"]
 

@@ -103,12 +103,15 @@ class TrainConfig:
     threads: int = 1  # torch CPU threads
     progress: bool = True
     init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
+    max_bad_steps: int = 20  # non-finite updates are skipped; this many in a row stop the run
 
     def __post_init__(self) -> None:
         if self.ctc_weight < 0 or not 0.0 <= self.ctc_blind <= 1.0:
             raise ValueError(
                 f"need ctc_weight >= 0 and ctc_blind in [0, 1]; got {self.ctc_weight}, {self.ctc_blind}"
             )
+        if self.max_bad_steps < 1:
+            raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
         if self.ctc_blind > 0 and self.ctc_weight == 0:
             raise ValueError("ctc_blind needs ctc_weight > 0 (the blind rows are only read by the CTC loss)")
 
@@ -234,6 +237,7 @@ class Trainer:
             where = "cpu" if self.fsdp else self.device
             self._load(load_training_state(self.ckpt, map_location=where))
         self.stop_requested = False
+        self.bad_steps = 0  # consecutive skipped (non-finite) updates
 
     # ---- schedule / state ------------------------------------------------------------------------------
     def _init_from(self, directory: Path) -> None:
@@ -445,15 +449,31 @@ class Trainer:
             for k, v in {**terms, "total": loss}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
         gnorm = torch.nn.utils.clip_grad_norm_(self.lm.parameters(), cfg.optim.grad_clip)
-        self.opt.step()
+        # A non-finite loss or gradient (seen once on an H200 under bf16 after ~1,500 steps) would poison the
+        # weights and the EMA for good: skip that update instead (the norm is the same on every rank, so they
+        # agree), and stop with a clear message when it keeps happening.
+        skipped = not math.isfinite(float(self._full(gnorm)))
+        if skipped:
+            self.opt.zero_grad(set_to_none=True)
+            self.bad_steps += 1
+            if self.bad_steps >= cfg.max_bad_steps:
+                raise RuntimeError(
+                    f"step {self.step}: {self.bad_steps} updates in a row had a non-finite loss or gradient "
+                    f"({sums}); the weights are still finite: lower optim.lr, try bf16=false, or check the data"
+                )
+        else:
+            self.opt.step()
+            self.bad_steps = 0
         self.sched.step()
-        self._update_ema()
+        if not skipped:
+            self._update_ema()
         self.step += 1
         if self.world > 1:
             vec = torch.tensor(list(sums.values()), device=self.device)
             dist.all_reduce(vec)
             sums = dict(zip(sums, (vec / self.world).tolist()))
-        return {**sums, "grad_norm": float(self._full(gnorm)), "lr": self.sched.get_last_lr()[0]}
+        out = {**sums, "grad_norm": float(self._full(gnorm)), "lr": self.sched.get_last_lr()[0]}
+        return {**out, "skipped": 1.0} if skipped else out
 
     # ---- loop ------------------------------------------------------------------------------------------
     def ema_tts(self) -> TTS:
