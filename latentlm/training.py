@@ -57,7 +57,8 @@ def fit_loop(
     SIGINT/SIGTERM (the step in flight finishes, then the state is saved and the loop stops: rerun to resume).
     Rank 0 writes TensorBoard scalars (``OUT/tb``), the resolved config (``OUT/config.yaml``), a progress bar
     (or a log line every ``log_every`` steps without one) and, every ``sample_every`` steps,
-    ``sample_fn(writer)``. Saves every ``save_every`` steps and at the end. A non-finite loss is an error, unless
+    ``sample_fn(writer)``. Saves every ``save_every`` steps and at the end. With ``schedule_to_time_limit`` (where the
+    config has it) and a time limit, ``cfg.max_steps`` is re-estimated every step so the schedule ends on time. A non-finite loss is an error, unless
     the step function skipped that update itself (its logs then hold ``skipped``: 1)."""
     writer = None
     if trainer.rank == 0:
@@ -77,8 +78,12 @@ def fit_loop(
 
         bar = tqdm(total=cfg.max_steps, initial=trainer.step, desc=desc, dynamic_ncols=True)
     t0, start = time.monotonic(), trainer.step
+    limit = cfg.time_limit_minutes * 60
+    fit = (
+        _HorizonFit(cfg.max_steps, limit) if getattr(cfg, "schedule_to_time_limit", False) and limit else None
+    )
     try:
-        while trainer.step < cfg.max_steps and not trainer.stop_requested:
+        while trainer.step < cfg.max_steps:
             logs = step_fn()
             if logs.get("skipped"):  # the step function refused a non-finite update and counts them
                 if trainer.rank == 0:
@@ -108,8 +113,14 @@ def fit_loop(
                 sample_fn(writer)
             if trainer.step % cfg.save_every == 0:
                 trainer.save()
-            limit = cfg.time_limit_minutes * 60
-            if limit > 0 and time.monotonic() - t0 >= limit:
+            elapsed = time.monotonic() - t0
+            horizon = fit.update(trainer.step, elapsed) if fit else cfg.max_steps
+            stop, horizon = _agree(trainer, trainer.stop_requested or 0 < limit <= elapsed, horizon)
+            if horizon != cfg.max_steps:  # the LR schedule reads cfg.max_steps
+                cfg.max_steps = horizon
+                if bar is not None:
+                    bar.total = horizon
+            if stop:
                 break
         trainer.save()
     finally:
@@ -119,3 +130,35 @@ def fit_loop(
             bar.close()
         if writer is not None:
             writer.close()
+
+
+class _HorizonFit:
+    """``schedule_to_time_limit``: the step the time limit will be reached at, from the measured step rate (the
+    first 10 steps, which carry start-up costs, are left out), capped by the configured ``max_steps``. Setting
+    it as ``max_steps`` every step makes a cosine schedule end at the time limit instead of being cut off high."""
+
+    def __init__(self, cap: int, limit_s: float, skip: int = 10):
+        self.cap, self.limit, self.skip = cap, limit_s, skip
+        self.first: tuple[int, float] | None = None
+        self.seen = 0
+
+    def update(self, step: int, elapsed: float) -> int:
+        self.seen += 1
+        if self.seen == self.skip:
+            self.first = (step, elapsed)
+        if self.first is None or step <= self.first[0]:
+            return self.cap
+        rate = (step - self.first[0]) / max(elapsed - self.first[1], 1e-9)
+        return max(step + 1, min(self.cap, int(step + rate * (self.limit - elapsed))))
+
+
+def _agree(trainer, stop: bool, horizon: int) -> tuple[bool, int]:
+    """Under torch.distributed every rank must leave the loop at the same step, but wall clocks and signals
+    differ between ranks: any rank stopping stops all, and the smallest horizon wins."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return stop, horizon
+    t = torch.tensor([-float(stop), float(horizon)], device=getattr(trainer, "device", None))
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t[0] < 0), int(t[1])

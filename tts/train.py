@@ -91,6 +91,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     max_steps: int = 10000
     time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
+    # with a time limit: max_steps becomes a cap and the cosine horizon is fitted to the measured step rate so
+    # the schedule ends at the limit (one-shot runs, e.g. a GPU lent for minutes; a resumed run refits)
+    schedule_to_time_limit: bool = False
     save_every: int = 200
     log_every: int = 20
     sample_every: int = 500  # 0 = never
