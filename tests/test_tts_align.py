@@ -10,7 +10,8 @@ import torch
 
 from latentlm.config import load_config
 from latentlm.model import LatentLM
-from tts.align import AlignConfig, enable, expected_phoneme, guided_attention_loss, kept_probs
+from tts.align import AlignConfig, enable, expected_phoneme, guided_attention_loss, kept_probs, positions
+from tts.layout import training_batch
 from tts.manifests import read_jsonl
 from tts.testing import make_tiny_corpus, random_training_row, tiny_tts_config, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
@@ -108,3 +109,52 @@ def test_training_with_guided_attention_raises_the_band_mass(corpus, tmp_path):
     # the exported model does not keep attention (inference pays nothing)
     tts = tr.ema_tts()
     assert all(layer.attn.keep_probs == 0 for layer in tts.lm.trunk.layers)
+
+
+def _per_row_reference(probs, batch, lm, splits, sigma, eps=1e-4):
+    """The loss written row by row, as it first was (the batched version must match it)."""
+    total, band_mass, rows = probs[0].new_zeros(()), probs[0].new_zeros(()), 0
+    for b in range(batch.tokens.shape[0]):
+        text, frames = positions(batch, lm, b)
+        P, T = text.numel(), frames.numel()
+        if P == 0 or T == 0:
+            continue
+        e = expected_phoneme(T, P, splits[b], text.device)
+        n = torch.arange(P, dtype=torch.float32) + 0.5
+        band = torch.exp(-(((n[None] - e[:, None]) / P) ** 2) / (2 * sigma**2))
+        for p in probs:
+            mass = (p[b][:, frames][:, :, text] * band).sum(-1)
+            total = total - torch.log(mass + eps).mean()
+            band_mass = band_mass + mass.detach().mean()
+        rows += len(probs)
+    return total / rows, band_mass / rows
+
+
+def test_batched_loss_matches_the_per_row_loss():
+    torch.manual_seed(0)
+    lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
+    P, Tp, Tt = [7, 12, 5, 9], [4, 6, 0, 5], [10, 20, 8, 3]  # ragged rows (padding), one without a prompt
+    B = len(P)
+    pad = lambda n: torch.arange(max(n))[None] < torch.tensor(n)[:, None]  # noqa: E731
+    collated = {
+        "phonemes": torch.randint(2, 20, (B, max(P))),
+        "phoneme_mask": pad(P),
+        "prompt_latents": torch.randn(B, max(Tp), 8),
+        "prompt_mask": pad(Tp),
+        "target_latents": torch.randn(B, max(Tt), 8),
+        "target_mask": pad(Tt),
+    }
+    batch = training_batch(lm, collated, p_uncond=0.4, generator=torch.Generator().manual_seed(3))
+    kept = [bool((batch.tokens[b] >= lm.layout.offset).any()) for b in range(B)]
+    assert any(kept) and not all(kept)  # some rows lost their phonemes to condition dropout
+    N = batch.tokens.shape[1]
+    probs = [torch.rand(B, 2, N, N).softmax(-1).requires_grad_() for _ in range(2)]
+    splits = [(3, 2), None, None, (4, 5)]  # anchors; (4, 5) is degenerate for a 5-frame prompt: linear
+    got = guided_attention_loss(probs, batch, lm, splits, 0.1)
+    want = _per_row_reference(probs, batch, lm, splits, 0.1)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    g_got = torch.autograd.grad(got[0], probs)
+    g_want = torch.autograd.grad(want[0], probs)
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b)
