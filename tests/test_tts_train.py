@@ -84,6 +84,26 @@ def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):
     assert all(len(tr.ds.phonemes[r.id]) > 5 for r in tr.ds.rows)
 
 
+def test_data_workers_give_the_same_steps_and_resume_exactly(corpus, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+
+    def run(out: Path, steps: int, workers: int, resume: bool = False):
+        over = [f"out_dir={out}", f"data.num_workers={workers}", "data.prefetch=2"]
+        tr = Trainer(load_config(TrainConfig, recipe, over), resume=resume)
+        tr.setup_data(read_jsonl(corpus["manifest"]))
+        return tr, [tr.train_step() for _ in range(steps)]
+
+    ref, ref_logs = run(tmp_path / "ref", 6, workers=0)
+    assert ref.epoch >= 1  # the walk crosses an epoch boundary
+    tr, logs = run(tmp_path / "w", 3, workers=2)
+    assert logs == ref_logs[:3]
+    tr.save()  # the workers planned ahead; the checkpoint holds what was trained
+    del tr
+    tr, logs = run(tmp_path / "w", 3, workers=2, resume=True)
+    assert tr.step == 6 and logs == ref_logs[3:] and (tr.epoch, tr.pos) == (ref.epoch, ref.pos)
+    assert all(torch.equal(v, ref.lm.state_dict()[k]) for k, v in tr.lm.state_dict().items())
+
+
 def _poisoned(tr: Trainer) -> None:
     """Make the trainer's next loss terms NaN (what a bf16 blow-up looks like from the outside)."""
     forward = type(tr.net).forward

@@ -27,13 +27,14 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from latentlm.checkpoint import (
     load_state_dict_strict,
@@ -44,6 +45,7 @@ from latentlm.checkpoint import (
 )
 from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
+from latentlm.sequence import Batch
 from latentlm.training import ema_update_, fit_loop
 from tts import align, ctc
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, collate, load_audio
@@ -66,6 +68,10 @@ class DataConfig:
     prefix_frames: list[int] = field(default_factory=lambda: [20, 60])
     max_prompt_frames: int = 150
     num_samples: int = 2  # validation prompts rendered to TensorBoard
+    # > 0: micro-batches are laid out in this many worker processes, ahead of the training step (on a GPU,
+    # where laying out ~60 rows on the host took as long as the step; on a CPU the cores are busy anyway)
+    num_workers: int = 0
+    prefetch: int = 4  # micro-batches each worker keeps ready
 
 
 @dataclass
@@ -175,6 +181,76 @@ def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, 
     return cache
 
 
+@dataclass
+class _Cursor:
+    """Where a walk through the epochs' micro-batches stands."""
+
+    epoch: int
+    pos: int
+    batches: list | None = None
+    shared: bool = False
+
+
+@dataclass
+class _Job:
+    """One micro-batch to lay out: dataset indices, its epoch, its random key, and the cursor after it."""
+
+    idx: list[int]
+    epoch: int
+    key: int
+    epoch_after: int
+    pos_after: int
+
+
+class LayoutView:
+    """What laying a batch out reads from the model (token layout, latent dims, normalisation), on the CPU: it
+    travels to data workers without the weights, and without the GPU the model may sit on."""
+
+    def __init__(self, lm: LatentLM):
+        self.layout, self.latent_dims = lm.layout, dict(lm.latent_dims)
+        self._stats = {m: lm._stats(m, torch.zeros(())) for m in self.latent_dims}  # CPU copies
+
+    def normalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
+        mean, std = self._stats[modality]
+        return (z - mean) / std
+
+
+def build_micro_batch(ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfig, job: _Job):
+    """(packed Batch, align splits, CTC spans or None) of one job, all on the CPU; in a worker or in-process,
+    the same job gives the same batch."""
+    t = cfg.tts
+    ds.set_epoch(job.epoch)
+    collated = collate([ds[i] for i in job.idx])
+    blind, spans = None, None
+    if cfg.ctc_weight > 0 and cfg.ctc_blind > 0:
+        blind, spans = ctc.blind_spans(collated, cfg.ctc_blind, torch.Generator().manual_seed(job.key + 2))
+    batch = training_batch(
+        view,
+        collated,
+        p_uncond=t.p_uncond,
+        prompt_loss_weight=t.prompt_loss_weight,
+        latent_noise_scale=t.latent_noise_scale,
+        input_noise=t.input_noise,
+        generator=torch.Generator().manual_seed(job.key),
+        blind=blind,
+    )
+    return batch, collated["align_split"], spans
+
+
+class _MicroBatches(torch.utils.data.Dataset):
+    """Data-loader view: item ``job`` -> (job, built micro-batch)."""
+
+    def __init__(self, ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfig):
+        self.ds, self.view, self.cfg = ds, view, cfg
+
+    def __getitem__(self, job: _Job):
+        return job, build_micro_batch(self.ds, self.view, self.cfg, job)
+
+
+def _as_is(x):
+    return x
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = True):
         self.cfg = cfg
@@ -214,6 +290,7 @@ class Trainer:
         ):  # before sharding; a resumed run ignores it
             self._init_from(Path(cfg.init_from))
         TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
+        self.layout_view = LayoutView(self.lm)  # before sharding: what laying batches out reads, on the CPU
         self.lm.train()
         self.net: nn.Module = _Losses(self.lm, cfg.align, cfg.ctc_weight)
         self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
@@ -391,58 +468,69 @@ class Trainer:
         self.sampler = LengthBucketSampler(
             self.ds.lengths, c.max_frames, self.rank, self.world, seed=self.cfg.seed, max_batch=c.max_batch
         )
-        self._epoch_batches = None
+        self.cursor = _Cursor(self.epoch, self.pos)
+        self._jobs_done = None
+        if c.num_workers > 0:
+            loader = torch.utils.data.DataLoader(
+                _MicroBatches(self.ds, self.layout_view, self.cfg),
+                batch_size=None,
+                sampler=self._jobs(_Cursor(self.epoch, self.pos)),
+                num_workers=c.num_workers,
+                prefetch_factor=c.prefetch,
+                collate_fn=_as_is,
+            )
+            self._jobs_done = iter(loader)
 
-    def _next_indices(self) -> tuple[list[int], int]:
-        """This rank's next micro-batch and its global index in the epoch (advances epoch / position)."""
-        if self._epoch_batches is None or self.pos >= len(self._epoch_batches):
-            if self._epoch_batches is not None:
-                self.epoch, self.pos = self.epoch + 1, 0
-            self.sampler.set_epoch(self.epoch)
-            self.ds.set_epoch(self.epoch)
+    def _advance(self, cur: _Cursor) -> _Job:
+        """The micro-batch at ``cur`` (this rank's indices, global index in the epoch); moves ``cur`` past it."""
+        if cur.batches is None or cur.pos >= len(cur.batches):
+            if cur.batches is not None:
+                cur.epoch, cur.pos = cur.epoch + 1, 0
+            self.sampler.set_epoch(cur.epoch)
             every = self.sampler._batches()
-            self._shared = len(every) < self.world  # tiny sets: every rank sees the same batches
-            self._epoch_batches = list(self.sampler)
-            if not self._epoch_batches:
+            cur.shared = len(every) < self.world  # tiny sets: every rank sees the same batches
+            cur.batches = list(self.sampler)
+            if not cur.batches:
                 raise ValueError("the sampler produced no batches")
-            if self.pos >= len(self._epoch_batches):  # resumed exactly at an epoch end
-                return self._next_indices()
-        idx = self._epoch_batches[self.pos]
-        gidx = self.pos if self._shared else self.pos * self.world + self.rank
-        self.pos += 1
-        return idx, gidx
+            if cur.pos >= len(cur.batches):  # resumed exactly at an epoch end
+                return self._advance(cur)
+        idx = cur.batches[cur.pos]
+        gidx = cur.pos if cur.shared else cur.pos * self.world + self.rank
+        cur.pos += 1
+        key = (self.cfg.seed * 1_000_003 + cur.epoch) * 10_000_019 + gidx
+        return _Job(idx, cur.epoch, key, cur.epoch, cur.pos)
+
+    def _jobs(self, cur: _Cursor) -> Iterator[_Job]:
+        """The data loader's sampler: an endless plan of micro-batches from its own cursor, which runs ahead of
+        the training step by the prefetch depth."""
+        while True:
+            yield self._advance(cur)
+
+    def next_micro_batch(self) -> tuple[Batch, _Job, list, list | None]:
+        """(batch on the CPU, its job, align splits, CTC spans); the trainer's (epoch, pos) follow what was
+        consumed, not what the workers planned, so a checkpoint resumes exactly."""
+        if self._jobs_done is not None:
+            job, out = next(self._jobs_done)
+        else:
+            job = self._advance(self.cursor)
+            out = build_micro_batch(self.ds, self.layout_view, self.cfg, job)
+        self.epoch, self.pos = job.epoch_after, job.pos_after
+        return (out[0], job, *out[1:])
 
     # ---- one step --------------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        cfg, t = self.cfg, self.cfg.tts
+        cfg = self.cfg
         accum = cfg.optim.accum_steps
         self.opt.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for j in range(accum):
-            idx, gidx = self._next_indices()
-            key = (cfg.seed * 1_000_003 + self.epoch) * 10_000_019 + gidx
-            g_cpu = torch.Generator().manual_seed(key)
-            g_dev = torch.Generator(self.device).manual_seed(key + 1)
-            collated = collate([self.ds[i] for i in idx])
-            blind, spans = None, None
-            if cfg.ctc_weight > 0 and cfg.ctc_blind > 0:
-                blind, spans = ctc.blind_spans(
-                    collated, cfg.ctc_blind, torch.Generator().manual_seed(key + 2)
-                )
-            batch = training_batch(
-                self.lm,
-                collated,
-                p_uncond=t.p_uncond,
-                prompt_loss_weight=t.prompt_loss_weight,
-                latent_noise_scale=t.latent_noise_scale,
-                input_noise=t.input_noise,
-                generator=g_cpu,
-                blind=blind,
-            ).to(self.device)
+            batch, job, splits, spans = self.next_micro_batch()
+            batch = batch.to(self.device)
+            g_dev = torch.Generator(self.device).manual_seed(job.key + 1)
             sync = j == accum - 1 or not isinstance(self.net, nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with self.autocast:
-                    terms = self.net(batch, g_dev, collated["align_split"], spans)
+                    terms = self.net(batch, g_dev, splits, spans)
                 loss = self.lm.total_loss(terms)
                 if "align" in terms:
                     loss = loss + cfg.align.weight * terms["align"]
