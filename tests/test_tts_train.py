@@ -104,6 +104,27 @@ def test_data_workers_give_the_same_steps_and_resume_exactly(corpus, tmp_path):
     assert all(torch.equal(v, ref.lm.state_dict()[k]) for k, v in tr.lm.state_dict().items())
 
 
+def test_export_from_a_run_and_from_its_ema_parts(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from tts.export import main as export_main
+
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    tr = Trainer(load_config(TrainConfig, recipe, ["max_steps=2", "progress=false"]), resume=False)
+    tr.setup_data(read_jsonl(corpus["manifest"]))
+    tr.fit()  # writes config.yaml and last.pt
+    export_main([str(tmp_path / "run"), str(tmp_path / "rel")])
+    tts = TTS.from_pretrained(tmp_path / "rel")
+    assert all(torch.equal(v, tr.ema[k]) for k, v in tts.lm.state_dict().items())
+    export_main([str(tmp_path / "run"), "--ema-parts", str(tmp_path / "parts"), "--part-mb", "0.05"])
+    assert len(list((tmp_path / "parts").glob("ema-*.safetensors"))) > 2
+    export_main([str(tmp_path / "parts"), str(tmp_path / "rel2")])
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("rel", "rel2"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit, match="no config.yaml"):
+        export_main([str(tmp_path), str(tmp_path / "rel3")])
+
+
 def _poisoned(tr: Trainer) -> None:
     """Make the trainer's next loss terms NaN (what a bf16 blow-up looks like from the outside)."""
     forward = type(tr.net).forward
@@ -181,3 +202,20 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     init = Trainer(load_config(TrainConfig, one, [f"out_dir={tmp_path / 'fresh'}"]), resume=False)
     moved = max((a[k] - v).abs().max().item() for k, v in init.lm.state_dict().items())
     assert moved > 1e-4
+
+
+def test_latent_store_round_trips_through_float16(corpus, tmp_path):
+    sys.path.insert(0, str(REPO / "recipes" / "demo"))
+    from latent_dtype import convert
+
+    from tts.data import LatentStore
+
+    convert(Path(corpus["latents"]), tmp_path / "f16", torch.float16)
+    convert(tmp_path / "f16", tmp_path / "f32", torch.float32)
+    src, half, back = (LatentStore(p) for p in (corpus["latents"], tmp_path / "f16", tmp_path / "f32"))
+    assert back.frame_rate == src.frame_rate and back.index.keys() == src.index.keys()
+    for i in src.index:
+        assert half.get(i).dtype == torch.float16 and back.get(i).dtype == torch.float32
+        torch.testing.assert_close(back.get(i), src.get(i), rtol=1e-3, atol=1e-3)
+    with pytest.raises(SystemExit, match="not a latent store"):
+        convert(tmp_path, tmp_path / "x", torch.float16)

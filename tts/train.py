@@ -617,6 +617,9 @@ def main(argv: list[str] | None = None) -> None:
         "--export", default=None, help="release directory (default: export_dir or OUT_DIR/release)"
     )
     ap.add_argument("--no-resume", action="store_true", help="ignore an existing OUT_DIR/last.pt")
+    ap.add_argument(
+        "--no-export", action="store_true", help="train and save only (export later: python -m tts.export)"
+    )
     args = ap.parse_args(argv)
     cfg = load_config(TrainConfig, args.recipe, args.overrides)
     if not cfg.data.manifest or not cfg.data.latents:
@@ -642,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"interrupted at step {trainer.step}: state saved to {trainer.ckpt}; rerun to resume",
                 flush=True,
             )
-    else:
+    elif not args.no_export:
         out = args.export or cfg.export_dir or str(trainer.out / "release")
         tts = trainer.ema_tts()  # collective under FSDP: every rank builds it, rank 0 writes
         if trainer.rank == 0:

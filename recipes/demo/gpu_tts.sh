@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The TTS stage alone on one GPU, from latents made on another machine: the way to use a GPU lent for minutes
+# (this project's H100/H200 hands back only files <= 16 MB, takes a <= 64 MiB tree, and has no espeak-ng).
+#
+#   recipes/demo/gpu_tts.sh --pack PACK [LATENTS] [MANIFEST]   # here: fp16 latents + manifest + wheels -> PACK
+#   recipes/demo/gpu_tts.sh PACK OUT [key=value ...]           # on the GPU machine: train, EMA parts -> OUT/ema
+#   python -m tts.export OUT/ema RELEASE                       # back here: the release (needs espeak-ng)
+#
+# Defaults: LATENTS data/latents, MANIFEST data/corpus/train.jsonl (made with checkpoints/vae_small, as the
+# README's CPU steps do). Env knobs: TTS_MINUTES (7), DEVICE (cuda), PYTHON (.venv/bin/python if there, else python3), VAE (checkpoints/vae_small).
+# Training: recipes/demo/tts_small.yaml with batches of up to 64 rows laid out by 6 worker processes, lr 1e-3,
+# the cosine horizon fitted to TTS_MINUTES (schedule_to_time_limit), fp32 (bf16=false: two H200 runs under bf16
+# turned NaN after ~1,550 steps; a model this small is bound by launches, not FLOPs). Extra key=value overrides
+# are passed on (e.g. init_from=..., ctc_weight=0.1).
+# Status: its pieces ran on an H200 (tts.train's steps, 2 x 1,700 steps side by side); the script as a whole has
+# not run on a GPU yet.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+PY="${PYTHON:-python3}"
+[[ -z "${PYTHON:-}" && -x "$REPO/.venv/bin/python" ]] && PY="$REPO/.venv/bin/python"  # here (scripts/setup.sh)
+cd "$REPO"
+
+if [[ "${1:-}" == "--pack" ]]; then
+  PACK="${2:?usage: gpu_tts.sh --pack PACK [LATENTS] [MANIFEST]}"
+  LAT="${3:-data/latents}" MAN="${4:-data/corpus/train.jsonl}"
+  mkdir -p "$PACK/wheels"
+  "$PY" recipes/demo/latent_dtype.py "$LAT" "$PACK/latents" float16
+  cp "$MAN" "$PACK/train.jsonl"
+  # what tts.train imports beyond the GPU image's torch/numpy/yaml/safetensors/tensorboard (Python 3.12 there)
+  for p in soundfile cffi pycparser num2words jiwer rapidfuzz whisper-normalizer more-itertools indic-numtowords; do
+    v=$("$PY" -c "import importlib.metadata as m; print(m.version('$p'))")
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform any -d "$PACK/wheels" "$p==$v"
+  done
+  echo "pack ready: $PACK ($(du -sh "$PACK" | cut -f1))"
+  exit 0
+fi
+
+PACK="${1:?usage: gpu_tts.sh PACK OUT [key=value ...] | --pack PACK}"
+OUT="${2:?usage: gpu_tts.sh PACK OUT [key=value ...]}"
+shift 2
+mkdir -p "$OUT"
+if ls "$PACK"/wheels/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu_tts_site "$PACK"/wheels/*.whl
+  export PYTHONPATH="/tmp/gpu_tts_site:$REPO"
+else
+  export PYTHONPATH="$REPO"
+fi
+export PYTHONUNBUFFERED=1
+RUN="${RUN_DIR:-/tmp/gpu_tts_run}"
+"$PY" recipes/demo/latent_dtype.py "$PACK/latents" /tmp/gpu_tts_latents float32
+rc=0
+"$PY" -m tts.train recipes/demo/tts_small.yaml data.manifest="$PACK/train.jsonl" data.latents=/tmp/gpu_tts_latents \
+  vae="${VAE:-checkpoints/vae_small}" device="${DEVICE:-cuda}" bf16=false threads=4 data.num_workers=6 \
+  data.max_frames=16000 data.max_batch=64 optim.lr=0.001 optim.warmup_steps=200 max_steps=100000 \
+  time_limit_minutes="${TTS_MINUTES:-7}" schedule_to_time_limit=true save_every=250 sample_every=0 \
+  progress=false log_every=100 out_dir="$RUN" "$@" --no-export 2>&1 | tee "$OUT/train.log" || rc=$?
+# whatever the run reached (a crash keeps the last save): the EMA weights in parts, for python -m tts.export
+"$PY" -m tts.export "$RUN" --ema-parts "$OUT/ema"
+exit $rc
