@@ -219,3 +219,23 @@ def test_latent_store_round_trips_through_float16(corpus, tmp_path):
         torch.testing.assert_close(back.get(i), src.get(i), rtol=1e-3, atol=1e-3)
     with pytest.raises(SystemExit, match="not a latent store"):
         convert(tmp_path, tmp_path / "x", torch.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_steps_on_cuda(corpus, tmp_path, bf16):
+    """Batches are laid out on the CPU (here in a worker) and trained on the GPU: the first H200 step failed on a
+    device mismatch that no CPU test could see."""
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    over = [
+        "device=cuda",
+        f"bf16={str(bf16).lower()}",
+        "data.num_workers=1",
+        "ctc_weight=0.1",
+        "ctc_blind=0.5",
+    ]
+    tr = Trainer(load_config(TrainConfig, recipe, over), resume=False)
+    tr.setup_data(read_jsonl(corpus["manifest"]))
+    logs = [tr.train_step() for _ in range(4)]
+    assert all("skipped" not in x and torch.isfinite(torch.tensor(x["total"])) for x in logs)
+    assert next(tr.lm.parameters()).device.type == "cuda"
