@@ -56,10 +56,11 @@ def fit_loop(
     """Run ``step_fn`` (one optimisation step, returns its logs) until ``cfg.max_steps``, a time limit, or
     SIGINT/SIGTERM (the step in flight finishes, then the state is saved and the loop stops: rerun to resume).
     Rank 0 writes TensorBoard scalars (``OUT/tb``), the resolved config (``OUT/config.yaml``), a progress bar
-    (or a log line every ``log_every`` steps without one) and, every ``sample_every`` steps,
-    ``sample_fn(writer)``. Saves every ``save_every`` steps and at the end. With ``schedule_to_time_limit`` (where the
-    config has it) and a time limit, ``cfg.max_steps`` is re-estimated every step so the schedule ends on time. A non-finite loss is an error, unless
-    the step function skipped that update itself (its logs then hold ``skipped``: 1)."""
+    (or a log line every ``log_every`` steps without one; logged values are means over those steps, each key
+    over the steps that report it) and, every ``sample_every`` steps, ``sample_fn(writer)``. Saves every
+    ``save_every`` steps and at the end. With ``schedule_to_time_limit`` (where the config has it) and a time
+    limit, ``cfg.max_steps`` is re-estimated every step so the schedule ends on time. A non-finite loss is an
+    error, unless the step function skipped that update itself (its logs then hold ``skipped``: 1)."""
     writer = None
     if trainer.rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -82,6 +83,7 @@ def fit_loop(
     fit = (
         _HorizonFit(cfg.max_steps, limit) if getattr(cfg, "schedule_to_time_limit", False) and limit else None
     )
+    window: dict[str, tuple[float, int]] = {}  # per log key: (sum, count) since the last log line
     try:
         while trainer.step < cfg.max_steps:
             logs = step_fn()
@@ -96,12 +98,17 @@ def fit_loop(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(**postfix(logs), refresh=False)
+            for k, v in logs.items():  # means over the log window: one step's values are too noisy to read
+                total, n = window.get(k, (0.0, 0))
+                window[k] = (total + v, n + 1)
             if writer is not None and trainer.step % cfg.log_every == 0:
-                for k, v in logs.items():
+                means = {k: total / n for k, (total, n) in window.items()}
+                window.clear()
+                for k, v in means.items():
                     writer.add_scalar(f"train/{k}", v, trainer.step)
                 if bar is None:
                     elapsed = time.monotonic() - t0
-                    terms = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                    terms = " ".join(f"{k} {v:.4g}" for k, v in means.items())
                     rate = (trainer.step - start) / elapsed
                     print(f"step {trainer.step} ({rate:.2f} it/s, {elapsed:.0f} s): {terms}", flush=True)
             if (

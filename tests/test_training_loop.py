@@ -61,6 +61,19 @@ def test_schedule_ends_at_the_time_limit(tmp_path):
     assert tr.step == 7 and plain.max_steps == 7  # without the option nothing changes
 
 
+def test_logged_values_are_means_over_the_window(tmp_path, capsys):
+    tr = _Trainer(tmp_path)
+
+    def step_fn():
+        tr.step += 1
+        return {"total": float(tr.step), **({"rare": float(tr.step)} if tr.step % 2 == 0 else {})}
+
+    fit_loop(tr, _Cfg(max_steps=8, log_every=4), step_fn, desc="t", postfix=lambda logs: {})
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
+    assert len(lines) == 2
+    assert lines[0].endswith("total 2.5 rare 3") and lines[1].endswith("total 6.5 rare 7")
+
+
 def _rank(rank: int, init: str, out: str, result) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     try:

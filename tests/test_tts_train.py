@@ -135,7 +135,7 @@ def test_nonfinite_update_is_skipped_and_stops_when_it_persists(corpus, tmp_path
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
     tr = Trainer(load_config(TrainConfig, recipe, ["max_bad_steps=2"]), resume=False)
     tr.setup_data(read_jsonl(corpus["manifest"]))
-    assert "skipped" not in tr.train_step()
+    assert tr.train_step()["skipped"] == 0.0
     before = {k: v.clone() for k, v in tr.lm.state_dict().items()}
     ema = {k: v.clone() for k, v in tr.ema.items()}
     _poisoned(tr)
@@ -144,7 +144,7 @@ def test_nonfinite_update_is_skipped_and_stops_when_it_persists(corpus, tmp_path
     assert all(torch.equal(v, before[k]) for k, v in tr.lm.state_dict().items())  # no update applied
     assert all(torch.equal(v, ema[k]) for k, v in tr.ema.items())
     del tr.net.forward  # healthy again: training goes on and the counter resets
-    assert "skipped" not in tr.train_step() and tr.bad_steps == 0
+    assert tr.train_step()["skipped"] == 0.0 and tr.bad_steps == 0
     assert all(torch.isfinite(v).all() for v in tr.lm.state_dict().values() if v.is_floating_point())
     _poisoned(tr)
     tr.train_step()
@@ -237,5 +237,5 @@ def test_training_steps_on_cuda(corpus, tmp_path, bf16):
     tr = Trainer(load_config(TrainConfig, recipe, over), resume=False)
     tr.setup_data(read_jsonl(corpus["manifest"]))
     logs = [tr.train_step() for _ in range(4)]
-    assert all("skipped" not in x and torch.isfinite(torch.tensor(x["total"])) for x in logs)
+    assert all(x["skipped"] == 0.0 and torch.isfinite(torch.tensor(x["total"])) for x in logs)
     assert next(tr.lm.parameters()).device.type == "cuda"

@@ -563,8 +563,8 @@ class Trainer:
             vec = torch.tensor(list(sums.values()), device=self.device)
             dist.all_reduce(vec)
             sums = dict(zip(sums, (vec / self.world).tolist()))
-        out = {**sums, "grad_norm": float(self._full(gnorm)), "lr": self.sched.get_last_lr()[0]}
-        return {**out, "skipped": 1.0} if skipped else out
+        lr = self.sched.get_last_lr()[0]
+        return {**sums, "grad_norm": float(self._full(gnorm)), "lr": lr, "skipped": float(skipped)}
 
     # ---- loop ------------------------------------------------------------------------------------------
     def ema_tts(self) -> TTS:
