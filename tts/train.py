@@ -537,8 +537,10 @@ class Trainer:
                 if "ctc" in terms:
                     loss = loss + cfg.ctc_weight * terms["ctc"]
                 (loss / accum).backward()
-            for k, v in {**terms, "total": loss}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
+            logged = {**terms, "total": loss}  # one host sync for all of them (a GPU waits at each)
+            values = torch.stack([v.detach().float() for v in logged.values()]).tolist()
+            for k, v in zip(logged, values):
+                sums[k] = sums.get(k, 0.0) + v / accum
         gnorm = torch.nn.utils.clip_grad_norm_(self.lm.parameters(), cfg.optim.grad_clip)
         # A non-finite loss or gradient (seen once on an H200 under bf16 after ~1,500 steps) would poison the
         # weights and the EMA for good: skip that update instead (the norm is the same on every rank, so they
