@@ -107,3 +107,61 @@ def test_bad_ctc_settings_are_refused(corpus, tmp_path):
     ):
         with pytest.raises(ValueError, match=msg):
             load_config(TrainConfig, recipe, over)
+
+
+def _per_row_reference(hidden, batch, lm, spans=None):
+    """The CTC loss written row by row, as it first was (the batched version must match it)."""
+    import torch.nn.functional as F
+
+    from tts.align import positions
+
+    logps, targets, in_lens, tgt_lens = [], [], [], []
+    for b in range(batch.tokens.shape[0]):
+        if spans is not None and spans[b] is None:
+            continue
+        text, frames = positions(batch, lm, b)
+        if spans is not None:
+            text, frames = text[spans[b][0] :], frames[spans[b][1] :]
+        if text.numel() == 0 or frames.numel() == 0:
+            continue
+        logps.append(ctc.readout(lm, hidden[b, frames - 1]))
+        targets.append(batch.tokens[b, text] - lm.layout.offset + 1)
+        in_lens.append(frames.numel())
+        tgt_lens.append(text.numel())
+    T = max(in_lens)
+    lp = torch.stack([F.pad(x, (0, 0, 0, T - x.shape[0])) for x in logps], dim=1)
+    loss = F.ctc_loss(
+        lp, torch.cat(targets), torch.tensor(in_lens), torch.tensor(tgt_lens), zero_infinity=True
+    )
+    per = word_errors(ctc._ids(targets[0].tolist()), ctc._ids(ctc.greedy_decode(logps[0]))).wer
+    return loss, per
+
+
+def test_batched_loss_matches_the_per_row_loss():
+    from tts.layout import training_batch
+
+    torch.manual_seed(0)
+    lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
+    P, Tp, Tt = [7, 12, 5, 9, 6], [4, 6, 0, 5, 3], [10, 20, 8, 14, 2]  # ragged rows, one without a prompt
+    B = len(P)
+    pad = lambda n: torch.arange(max(n))[None] < torch.tensor(n)[:, None]  # noqa: E731
+    collated = {
+        "phonemes": torch.randint(2, 20, (B, max(P))),
+        "phoneme_mask": pad(P),
+        "prompt_latents": torch.randn(B, max(Tp), 8),
+        "prompt_mask": pad(Tp),
+        "target_latents": torch.randn(B, max(Tt), 8),
+        "target_mask": pad(Tt),
+    }
+    batch = training_batch(lm, collated, p_uncond=0.3, generator=torch.Generator().manual_seed(5))
+    kept = [bool((batch.tokens[b] >= lm.layout.offset).any()) for b in range(B)]
+    assert any(kept) and not all(kept)  # some rows lost their phonemes to condition dropout
+    hidden = lm(batch)
+    for spans in (None, [(3, 2), None, (0, 0), (4, 5), (2, 1)]):  # whole rows; target spans, one row skipped
+        got, got_per = ctc.phoneme_ctc_loss(hidden, batch, lm, spans)
+        want, want_per = _per_row_reference(hidden, batch, lm, spans)
+        torch.testing.assert_close(got, want)
+        assert float(got_per) == pytest.approx(want_per)
+        g_got = torch.autograd.grad(got, hidden, retain_graph=True)[0]
+        g_want = torch.autograd.grad(want, hidden, retain_graph=True)[0]
+        torch.testing.assert_close(g_got, g_want)
