@@ -11,9 +11,14 @@ import torch
 from latentlm.config import load_config
 from latentlm.model import LatentLM
 from tts.align import AlignConfig, enable, expected_phoneme, guided_attention_loss, kept_probs, positions
-from tts.layout import training_batch
 from tts.manifests import read_jsonl
-from tts.testing import make_tiny_corpus, random_training_row, tiny_tts_config, write_tiny_recipe
+from tts.testing import (
+    make_tiny_corpus,
+    ragged_training_batch,
+    random_training_row,
+    tiny_tts_config,
+    write_tiny_recipe,
+)
 from tts.train import TrainConfig, Trainer
 
 
@@ -133,22 +138,11 @@ def _per_row_reference(probs, batch, lm, splits, sigma, eps=1e-4):
 def test_batched_loss_matches_the_per_row_loss():
     torch.manual_seed(0)
     lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
-    P, Tp, Tt = [7, 12, 5, 9], [4, 6, 0, 5], [10, 20, 8, 3]  # ragged rows (padding), one without a prompt
-    B = len(P)
-    pad = lambda n: torch.arange(max(n))[None] < torch.tensor(n)[:, None]  # noqa: E731
-    collated = {
-        "phonemes": torch.randint(2, 20, (B, max(P))),
-        "phoneme_mask": pad(P),
-        "prompt_latents": torch.randn(B, max(Tp), 8),
-        "prompt_mask": pad(Tp),
-        "target_latents": torch.randn(B, max(Tt), 8),
-        "target_mask": pad(Tt),
-    }
-    batch = training_batch(lm, collated, p_uncond=0.4, generator=torch.Generator().manual_seed(3))
-    kept = [bool((batch.tokens[b] >= lm.layout.offset).any()) for b in range(B)]
+    # ragged rows (padding), one without a prompt
+    batch, kept = ragged_training_batch(lm, [7, 12, 5, 9], [4, 6, 0, 5], [10, 20, 8, 3], 0.4, 3)
     assert any(kept) and not all(kept)  # some rows lost their phonemes to condition dropout
     N = batch.tokens.shape[1]
-    probs = [torch.rand(B, 2, N, N).softmax(-1).requires_grad_() for _ in range(2)]
+    probs = [torch.rand(len(kept), 2, N, N).softmax(-1).requires_grad_() for _ in range(2)]
     splits = [(3, 2), None, None, (4, 5)]  # anchors; (4, 5) is degenerate for a 5-frame prompt: linear
     got = guided_attention_loss(probs, batch, lm, splits, 0.1)
     want = _per_row_reference(probs, batch, lm, splits, 0.1)

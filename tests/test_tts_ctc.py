@@ -11,7 +11,13 @@ from latentlm.config import load_config
 from latentlm.model import LatentLM
 from tts import ctc
 from tts.manifests import read_jsonl
-from tts.testing import make_tiny_corpus, random_training_row, tiny_tts_config, write_tiny_recipe
+from tts.testing import (
+    make_tiny_corpus,
+    ragged_training_batch,
+    random_training_row,
+    tiny_tts_config,
+    write_tiny_recipe,
+)
 from tts.train import TrainConfig, Trainer
 
 
@@ -138,23 +144,10 @@ def _per_row_reference(hidden, batch, lm, spans=None):
 
 
 def test_batched_loss_matches_the_per_row_loss():
-    from tts.layout import training_batch
-
     torch.manual_seed(0)
     lm = LatentLM(tiny_tts_config(30, latent_dim=8, dim=32).model)
-    P, Tp, Tt = [7, 12, 5, 9, 6], [4, 6, 0, 5, 3], [10, 20, 8, 14, 2]  # ragged rows, one without a prompt
-    B = len(P)
-    pad = lambda n: torch.arange(max(n))[None] < torch.tensor(n)[:, None]  # noqa: E731
-    collated = {
-        "phonemes": torch.randint(2, 20, (B, max(P))),
-        "phoneme_mask": pad(P),
-        "prompt_latents": torch.randn(B, max(Tp), 8),
-        "prompt_mask": pad(Tp),
-        "target_latents": torch.randn(B, max(Tt), 8),
-        "target_mask": pad(Tt),
-    }
-    batch = training_batch(lm, collated, p_uncond=0.3, generator=torch.Generator().manual_seed(5))
-    kept = [bool((batch.tokens[b] >= lm.layout.offset).any()) for b in range(B)]
+    # ragged rows (padding), one without a prompt
+    batch, kept = ragged_training_batch(lm, [7, 12, 5, 9, 6], [4, 6, 0, 5, 3], [10, 20, 8, 14, 2], 0.3, 3)
     assert any(kept) and not all(kept)  # some rows lost their phonemes to condition dropout
     hidden = lm(batch)
     for spans in (None, [(3, 2), None, (0, 0), (4, 5), (2, 1)]):  # whole rows; target spans, one row skipped

@@ -64,6 +64,29 @@ def random_training_row(lm: LatentLM, P: int, T: int, drop: bool = False, latent
     return training_batch(lm, collated, p_uncond=1.0 if drop else 0.0, latent_noise_scale=0.0)
 
 
+def ragged_training_batch(
+    lm: LatentLM, P: list[int], Tp: list[int], Tt: list[int], p_uncond: float, seed: int
+):
+    """A packed batch of random rows with P phonemes, Tp prompt and Tt target frames each (padded to the longest;
+    condition dropout ``p_uncond``, drawn from ``seed``) -> (batch, per-row flag: phonemes kept)."""
+    B, D = len(P), lm.latent_dims[MODALITY]
+    g = torch.Generator().manual_seed(seed)
+
+    def pad(n: list[int]) -> torch.Tensor:
+        return torch.arange(max(n))[None] < torch.tensor(n)[:, None]
+
+    collated = {
+        "phonemes": torch.randint(2, 20, (B, max(P)), generator=g),
+        "phoneme_mask": pad(P),
+        "prompt_latents": torch.randn(B, max(Tp), D, generator=g),
+        "prompt_mask": pad(Tp),
+        "target_latents": torch.randn(B, max(Tt), D, generator=g),
+        "target_mask": pad(Tt),
+    }
+    batch = training_batch(lm, collated, p_uncond=p_uncond, generator=g)
+    return batch, [bool((batch.tokens[b] >= lm.layout.offset).any()) for b in range(B)]
+
+
 def make_tiny_tts(seed: int = 0, latent_dim: int = 8, **overrides) -> TTS:
     """An in-memory untrained tiny TTS (deterministic in ``seed``)."""
     torch.manual_seed(seed)
