@@ -290,7 +290,6 @@ class Trainer:
         ):  # before sharding; a resumed run ignores it
             self._init_from(Path(cfg.init_from))
         TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
-        self.layout_view = LayoutView(self.lm)  # before sharding: what laying batches out reads, on the CPU
         self.lm.train()
         self.net: nn.Module = _Losses(self.lm, cfg.align, cfg.ctc_weight)
         self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
@@ -468,6 +467,7 @@ class Trainer:
         self.sampler = LengthBucketSampler(
             self.ds.lengths, c.max_frames, self.rank, self.world, seed=self.cfg.seed, max_batch=c.max_batch
         )
+        self.layout_view = LayoutView(self.lm)  # after a resume: the statistics the model now holds
         self.cursor = _Cursor(self.epoch, self.pos)
         self._jobs_done = None
         if c.num_workers > 0:
