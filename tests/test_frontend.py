@@ -113,6 +113,14 @@ def test_vocab_round_trip_and_versioning(fe: Frontend) -> None:
     assert d["espeak_version"].count(".") == 2 and d["vocab"]["version"] == VOCAB_VERSION
     fe2 = Frontend.from_dict(d)
     assert fe2.encode("Same ids, please.") == fe.encode("Same ids, please.")
+    # another espeak-ng: loading stays silent (it may be missing where a model only trains on cached phonemes);
+    # the first phonemization warns, also after pickling
+    old = Frontend.from_dict({**d, "espeak_version": "1.0.0"})
+    assert old._backend is None
+    with pytest.warns(UserWarning, match="trained with espeak-ng 1.0.0"):
+        old.encode("Warned once.")
+    with pytest.warns(UserWarning, match="trained with espeak-ng 1.0.0"):
+        pickle.loads(pickle.dumps(Frontend.from_dict({**d, "espeak_version": "1.0.0"}))).encode("Again.")
 
 
 def test_vocab_unknown_symbol_maps_to_unk() -> None:

@@ -204,9 +204,9 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     assert moved > 1e-4
 
 
-def test_latent_store_round_trips_through_float16(corpus, tmp_path):
+def test_transit_dtype_round_trips_stores_and_releases(corpus, tmp_path):
     sys.path.insert(0, str(REPO / "recipes" / "demo"))
-    from latent_dtype import convert
+    from transit_dtype import convert
 
     from tts.data import LatentStore
 
@@ -217,7 +217,20 @@ def test_latent_store_round_trips_through_float16(corpus, tmp_path):
     for i in src.index:
         assert half.get(i).dtype == torch.float16 and back.get(i).dtype == torch.float32
         torch.testing.assert_close(back.get(i), src.get(i), rtol=1e-3, atol=1e-3)
-    with pytest.raises(SystemExit, match="not a latent store"):
+    # a release (with its vae/) survives the trip, its latent statistics exactly, so init_from accepts it
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    tr = Trainer(load_config(TrainConfig, recipe), resume=False)
+    rel = tr.ema_tts().save_pretrained(tmp_path / "rel")
+    convert(rel, tmp_path / "rel16", torch.float16)
+    convert(tmp_path / "rel16", tmp_path / "rel32", torch.float32)
+    a, b = TTS.from_pretrained(rel), TTS.from_pretrained(tmp_path / "rel32")
+    for k, v in a.lm.state_dict().items():
+        if k.startswith(("latent_mean", "latent_std")):
+            assert torch.equal(b.lm.state_dict()[k], v)
+        else:
+            torch.testing.assert_close(b.lm.state_dict()[k], v, rtol=1e-3, atol=1e-3)
+    Trainer(load_config(TrainConfig, recipe, [f"init_from={tmp_path / 'rel32'}"]), resume=False)
+    with pytest.raises(SystemExit, match="neither a latent store"):
         convert(tmp_path, tmp_path / "x", torch.float16)
 
 

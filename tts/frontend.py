@@ -352,16 +352,23 @@ class Frontend:
     """Normalise -> phonemize (espeak-ng, stress marks, punctuation kept) -> ids. Picklable (the espeak
     backend is rebuilt lazily in each process)."""
 
-    def __init__(self, language: str = "en-us", vocab: Vocab | None = None):
+    def __init__(
+        self, language: str = "en-us", vocab: Vocab | None = None, trained_espeak: str | None = None
+    ):
         self.language = language
         self.vocab = vocab or Vocab()
+        self.trained_espeak = trained_espeak  # the espeak-ng version a loaded model was trained with
         self._backend = None
 
     def __getstate__(self) -> dict:
-        return {"language": self.language, "vocab": self.vocab.to_dict()}
+        return {
+            "language": self.language,
+            "vocab": self.vocab.to_dict(),
+            "trained_espeak": self.trained_espeak,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["language"], Vocab.from_dict(state["vocab"]))
+        self.__init__(state["language"], Vocab.from_dict(state["vocab"]), state.get("trained_espeak"))
 
     @property
     def backend(self):
@@ -378,6 +385,11 @@ class Frontend:
                 language_switch="remove-flags",
                 logger=quiet,
             )
+            want = self.trained_espeak
+            if want and want != self.espeak_version:
+                warnings.warn(
+                    f"model was trained with espeak-ng {want}, this is {self.espeak_version}", stacklevel=2
+                )
         return self._backend
 
     @property
@@ -394,13 +406,9 @@ class Frontend:
 
     @classmethod
     def from_dict(cls, d: dict) -> Frontend:
-        fe = cls(d["language"], Vocab.from_dict(d["vocab"]))
-        want = d.get("espeak_version")
-        if want and want != fe.espeak_version:
-            warnings.warn(
-                f"model was trained with espeak-ng {want}, this is {fe.espeak_version}", stacklevel=2
-            )
-        return fe
+        # the version check waits for the first phonemization: a model can be loaded (e.g. to continue training
+        # on cached phonemes) where espeak-ng is missing
+        return cls(d["language"], Vocab.from_dict(d["vocab"]), d.get("espeak_version"))
 
     def normalize(self, text: str) -> str:
         return normalize_text(text)
