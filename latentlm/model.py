@@ -81,10 +81,14 @@ class LatentLM(nn.Module):
         getattr(self, f"latent_mean_{modality}").copy_(mean)
         getattr(self, f"latent_std_{modality}").copy_(std)
 
+    def latent_stats(self, modality: str, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """(mean, std) [D] of a modality's latents, on ``device`` (default: where the model is)."""
+        mean, std = getattr(self, f"latent_mean_{modality}"), getattr(self, f"latent_std_{modality}")
+        return (mean, std) if device is None else (mean.to(device), std.to(device))
+
     def _stats(self, modality: str, z: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, std) on z's device: batches are laid out on the CPU while the model sits on a GPU."""
-        mean, std = getattr(self, f"latent_mean_{modality}"), getattr(self, f"latent_std_{modality}")
-        return mean.to(z.device), std.to(z.device)
+        return self.latent_stats(modality, z.device)
 
     def normalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
         mean, std = self._stats(modality, z)

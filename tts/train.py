@@ -34,7 +34,7 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 
 from latentlm.checkpoint import (
     load_state_dict_strict,
@@ -48,9 +48,10 @@ from latentlm.model import LatentLM
 from latentlm.sequence import Batch
 from latentlm.training import ema_update_, fit_loop
 from tts import align, ctc
-from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, collate, load_audio
+from tts.batches import Cursor, Job, LayoutView, MicroBatches, as_is, build_micro_batch
+from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, load_audio
 from tts.frontend import Frontend
-from tts.layout import MODALITY, training_batch
+from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
 from tts.model import TTS, TTSConfig
 from vocoder_vae.model import AudioVAE
@@ -179,76 +180,6 @@ def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, 
         dist.barrier()
         cache = json.loads(path.read_text())
     return cache
-
-
-@dataclass
-class _Cursor:
-    """Where a walk through the epochs' micro-batches stands."""
-
-    epoch: int
-    pos: int
-    batches: list | None = None
-    shared: bool = False
-
-
-@dataclass
-class _Job:
-    """One micro-batch to lay out: dataset indices, its epoch, its random key, and the cursor after it."""
-
-    idx: list[int]
-    epoch: int
-    key: int
-    epoch_after: int
-    pos_after: int
-
-
-class LayoutView:
-    """What laying a batch out reads from the model (token layout, latent dims, normalisation), on the CPU: it
-    travels to data workers without the weights, and without the GPU the model may sit on."""
-
-    def __init__(self, lm: LatentLM):
-        self.layout, self.latent_dims = lm.layout, dict(lm.latent_dims)
-        self._stats = {m: lm._stats(m, torch.zeros(())) for m in self.latent_dims}  # CPU copies
-
-    def normalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
-        mean, std = self._stats[modality]
-        return (z - mean) / std
-
-
-def build_micro_batch(ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfig, job: _Job):
-    """(packed Batch, align splits, CTC spans or None) of one job, all on the CPU; in a worker or in-process,
-    the same job gives the same batch."""
-    t = cfg.tts
-    ds.set_epoch(job.epoch)
-    collated = collate([ds[i] for i in job.idx])
-    blind, spans = None, None
-    if cfg.ctc_weight > 0 and cfg.ctc_blind > 0:
-        blind, spans = ctc.blind_spans(collated, cfg.ctc_blind, torch.Generator().manual_seed(job.key + 2))
-    batch = training_batch(
-        view,
-        collated,
-        p_uncond=t.p_uncond,
-        prompt_loss_weight=t.prompt_loss_weight,
-        latent_noise_scale=t.latent_noise_scale,
-        input_noise=t.input_noise,
-        generator=torch.Generator().manual_seed(job.key),
-        blind=blind,
-    )
-    return batch, collated["align_split"], spans
-
-
-class _MicroBatches(torch.utils.data.Dataset):
-    """Data-loader view: item ``job`` -> (job, built micro-batch)."""
-
-    def __init__(self, ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfig):
-        self.ds, self.view, self.cfg = ds, view, cfg
-
-    def __getitem__(self, job: _Job):
-        return job, build_micro_batch(self.ds, self.view, self.cfg, job)
-
-
-def _as_is(x):
-    return x
 
 
 class Trainer:
@@ -468,20 +399,20 @@ class Trainer:
             self.ds.lengths, c.max_frames, self.rank, self.world, seed=self.cfg.seed, max_batch=c.max_batch
         )
         self.layout_view = LayoutView(self.lm)  # after a resume: the statistics the model now holds
-        self.cursor = _Cursor(self.epoch, self.pos)
+        self.cursor = Cursor(self.epoch, self.pos)
         self._jobs_done = None
         if c.num_workers > 0:
             loader = torch.utils.data.DataLoader(
-                _MicroBatches(self.ds, self.layout_view, self.cfg),
+                MicroBatches(self.ds, self.layout_view, self.cfg),
                 batch_size=None,
-                sampler=self._jobs(_Cursor(self.epoch, self.pos)),
+                sampler=self._jobs(Cursor(self.epoch, self.pos)),
                 num_workers=c.num_workers,
                 prefetch_factor=c.prefetch,
-                collate_fn=_as_is,
+                collate_fn=as_is,
             )
             self._jobs_done = iter(loader)
 
-    def _advance(self, cur: _Cursor) -> _Job:
+    def _advance(self, cur: Cursor) -> Job:
         """The micro-batch at ``cur`` (this rank's indices, global index in the epoch); moves ``cur`` past it."""
         if cur.batches is None or cur.pos >= len(cur.batches):
             if cur.batches is not None:
@@ -498,15 +429,15 @@ class Trainer:
         gidx = cur.pos if cur.shared else cur.pos * self.world + self.rank
         cur.pos += 1
         key = (self.cfg.seed * 1_000_003 + cur.epoch) * 10_000_019 + gidx
-        return _Job(idx, cur.epoch, key, cur.epoch, cur.pos)
+        return Job(idx, cur.epoch, key, cur.epoch, cur.pos)
 
-    def _jobs(self, cur: _Cursor) -> Iterator[_Job]:
+    def _jobs(self, cur: Cursor) -> Iterator[Job]:
         """The data loader's sampler: an endless plan of micro-batches from its own cursor, which runs ahead of
         the training step by the prefetch depth."""
         while True:
             yield self._advance(cur)
 
-    def next_micro_batch(self) -> tuple[Batch, _Job, list, list | None]:
+    def next_micro_batch(self) -> tuple[Batch, Job, list, list | None]:
         """(batch on the CPU, its job, align splits, CTC spans); the trainer's (epoch, pos) follow what was
         consumed, not what the workers planned, so a checkpoint resumes exactly."""
         if self._jobs_done is not None:
