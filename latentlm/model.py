@@ -86,16 +86,13 @@ class LatentLM(nn.Module):
         mean, std = getattr(self, f"latent_mean_{modality}"), getattr(self, f"latent_std_{modality}")
         return (mean, std) if device is None else (mean.to(device), std.to(device))
 
-    def _stats(self, modality: str, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean, std) on z's device: batches are laid out on the CPU while the model sits on a GPU."""
-        return self.latent_stats(modality, z.device)
-
+    # statistics on z's device: batches are laid out on the CPU while the model may sit on a GPU
     def normalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
-        mean, std = self._stats(modality, z)
+        mean, std = self.latent_stats(modality, z.device)
         return (z - mean) / std
 
     def denormalize(self, modality: str, z: Tensor) -> Tensor:  # [..., D] -> [..., D]
-        mean, std = self._stats(modality, z)
+        mean, std = self.latent_stats(modality, z.device)
         return z * std + mean
 
     # ------------------------------------------------------------------ forward

@@ -70,12 +70,17 @@ def expected_phoneme(T: int, P: int, split: tuple[int, int] | None, device) -> T
     return expected_phoneme_batched(j, *(torch.tensor(float(x), device=device) for x in (P, T, pa, ta)))
 
 
+def token_masks(batch: Batch, lm: LatentLM) -> tuple[Tensor, Tensor]:
+    """([B, N] phoneme positions, [B, N] audio latent positions) of every row."""
+    text = batch.valid & (batch.tokens >= lm.layout.offset)
+    frame = batch.valid & (batch.modality == lm.layout.modalities.index("audio"))
+    return text, frame
+
+
 def positions(batch: Batch, lm: LatentLM, b: int) -> tuple[Tensor, Tensor]:
     """Row b's phoneme positions [P] and audio latent positions [T] (indices into the sequence)."""
-    ok = batch.valid[b]
-    text = (ok & (batch.tokens[b] >= lm.layout.offset)).nonzero().squeeze(1)
-    frames = (ok & (batch.modality[b] == lm.layout.modalities.index("audio"))).nonzero().squeeze(1)
-    return text, frames
+    text, frame = token_masks(batch, lm)
+    return text[b].nonzero().squeeze(1), frame[b].nonzero().squeeze(1)
 
 
 def guided_attention_loss(
@@ -94,8 +99,7 @@ def guided_attention_loss(
     per-row loop it replaced made ~14,000 operator calls per 64-row step (336 now), each a kernel launch on a
     GPU, where an H200 ran the demo recipe at ~4 steps/s with 27 % utilisation (``benchmarks/bench_tts_train``)."""
     dev = probs[0].device
-    text = batch.valid & (batch.tokens >= lm.layout.offset)  # [B, N]
-    frame = batch.valid & (batch.modality == lm.layout.modalities.index("audio"))  # [B, N]
+    text, frame = token_masks(batch, lm)  # [B, N] each
     P, T = text.sum(1), frame.sum(1)  # [B]
     rows = (P > 0) & (T > 0)  # rows whose condition was dropped have no phonemes: skipped
     if not bool(rows.any()):  # every row dropped its condition: a zero that keeps the graph
@@ -107,8 +111,7 @@ def guided_attention_loss(
     n = text.cumsum(1).float() - 0.5  # [B, K] phoneme index + 0.5 at phoneme keys
     j = frame.cumsum(1).float() - 0.5  # [B, N] frame index + 0.5 at frame queries
     anchor = [s if s is not None else (0, 0) for s in splits]
-    pa = torch.tensor([a for a, _ in anchor], device=dev, dtype=torch.float32)  # [B]
-    ta = torch.tensor([t for _, t in anchor], device=dev, dtype=torch.float32)  # [B]
+    pa, ta = torch.tensor(anchor, device=dev, dtype=torch.float32).T  # [B] each
     Pf, Tf = P.float().clamp(min=1), T.float().clamp(min=1)
     e = expected_phoneme_batched(j, Pf[:, None], Tf[:, None], pa[:, None], ta[:, None])  # [B, N]
     band = torch.exp(

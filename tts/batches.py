@@ -35,12 +35,11 @@ class Cursor:
 
 @dataclass
 class Job:
-    """One micro-batch to lay out: dataset indices, its epoch, its random key, and the cursor after it."""
+    """One micro-batch to lay out: dataset indices, its epoch, its random key, and the position after it."""
 
     idx: list[int]
     epoch: int
     key: int
-    epoch_after: int
     pos_after: int
 
 

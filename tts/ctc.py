@@ -32,6 +32,7 @@ from torch import Tensor
 from evaluation.normalize import word_errors
 from latentlm.model import LatentLM
 from latentlm.sequence import Batch
+from tts.align import token_masks
 
 
 def blind_spans(collated: dict, p_blind: float, generator: torch.Generator) -> tuple[list[bool], list]:
@@ -76,13 +77,10 @@ def phoneme_ctc_loss(
     """
     B, N = batch.tokens.shape
     dev = hidden.device
-    text = batch.valid & (batch.tokens >= lm.layout.offset)  # [B, N] (what tts.align.positions picks per row)
-    frame = batch.valid & (batch.modality == lm.layout.modalities.index("audio"))  # [B, N]
+    text, frame = token_masks(batch, lm)  # [B, N] each
     picked = [True] * B if spans is None else [s is not None for s in spans]
-    p0 = torch.tensor(
-        [s[0] if s else 0 for s in (spans or [None] * B)], device=dev
-    )  # [B] first scored phoneme
-    t0 = torch.tensor([s[1] if s else 0 for s in (spans or [None] * B)], device=dev)  # [B] first scored frame
+    starts = [s or (0, 0) for s in (spans or [None] * B)]  # (first scored phoneme, first scored frame)
+    p0, t0 = torch.tensor(starts, device=dev).T  # [B] each
     text = text & (text.cumsum(1) > p0[:, None])  # drop the first p0 phonemes / t0 frames of each row
     frame = frame & (frame.cumsum(1) > t0[:, None])
     P, T = text.sum(1), frame.sum(1)  # [B]

@@ -26,7 +26,7 @@ from latentlm.config import load_config
 from latentlm.model import LatentLM
 from tts.frontend import Frontend
 from tts.model import TTS
-from tts.train import TrainConfig
+from tts.train import TrainConfig, release_meta
 from vocoder_vae.model import AudioVAE
 
 
@@ -53,10 +53,7 @@ def export(run: str | Path, out: str | Path, vae: str | None = None) -> Path:
     load_state_dict_strict(lm, ema, source=str(run))
     vae_dir = vae or cfg.vae
     tts = TTS(cfg.tts, lm.eval(), AudioVAE.from_pretrained(vae_dir), Frontend(cfg.tts.language))
-    meta = {"steps": step, "train_manifest": cfg.data.manifest, "vae_source": vae_dir, "run": str(run)}
-    if cfg.init_from:
-        meta["init_from"] = cfg.init_from
-    return tts.save_pretrained(out, meta=meta)
+    return tts.save_pretrained(out, meta=release_meta(cfg, step, vae_source=vae_dir, run=str(run)))
 
 
 def write_ema_parts(run: str | Path, out: str | Path, part_mb: float = 15.0) -> list[Path]:

@@ -429,7 +429,7 @@ class Trainer:
         gidx = cur.pos if cur.shared else cur.pos * self.world + self.rank
         cur.pos += 1
         key = (self.cfg.seed * 1_000_003 + cur.epoch) * 10_000_019 + gidx
-        return Job(idx, cur.epoch, key, cur.epoch, cur.pos)
+        return Job(idx, cur.epoch, key, cur.pos)
 
     def _jobs(self, cur: Cursor) -> Iterator[Job]:
         """The data loader's sampler: an endless plan of micro-batches from its own cursor, which runs ahead of
@@ -445,7 +445,7 @@ class Trainer:
         else:
             job = self._advance(self.cursor)
             out = build_micro_batch(self.ds, self.layout_view, self.cfg, job)
-        self.epoch, self.pos = job.epoch_after, job.pos_after
+        self.epoch, self.pos = job.epoch, job.pos_after
         return (out[0], job, *out[1:])
 
     # ---- one step --------------------------------------------------------------------------------------
@@ -472,11 +472,11 @@ class Trainer:
             values = torch.stack([v.detach().float() for v in logged.values()]).tolist()
             for k, v in zip(logged, values):
                 sums[k] = sums.get(k, 0.0) + v / accum
-        gnorm = torch.nn.utils.clip_grad_norm_(self.lm.parameters(), cfg.optim.grad_clip)
+        gnorm = float(self._full(torch.nn.utils.clip_grad_norm_(self.lm.parameters(), cfg.optim.grad_clip)))
         # A non-finite loss or gradient (seen once on an H200 under bf16 after ~1,500 steps) would poison the
         # weights and the EMA for good: skip that update instead (the norm is the same on every rank, so they
         # agree), and stop with a clear message when it keeps happening.
-        skipped = not math.isfinite(float(self._full(gnorm)))
+        skipped = not math.isfinite(gnorm)
         if skipped:
             self.opt.zero_grad(set_to_none=True)
             self.bad_steps += 1
@@ -487,17 +487,16 @@ class Trainer:
                 )
         else:
             self.opt.step()
+            self._update_ema()
             self.bad_steps = 0
         self.sched.step()
-        if not skipped:
-            self._update_ema()
         self.step += 1
         if self.world > 1:
             vec = torch.tensor(list(sums.values()), device=self.device)
             dist.all_reduce(vec)
             sums = dict(zip(sums, (vec / self.world).tolist()))
         lr = self.sched.get_last_lr()[0]
-        return {**sums, "grad_norm": float(self._full(gnorm)), "lr": lr, "skipped": float(skipped)}
+        return {**sums, "grad_norm": gnorm, "lr": lr, "skipped": float(skipped)}
 
     # ---- loop ------------------------------------------------------------------------------------------
     def ema_tts(self) -> TTS:
@@ -525,6 +524,14 @@ class Trainer:
             postfix=lambda logs: {"lm": f"{logs['lm']:.3f}", "diff": f"{logs[f'diff_{MODALITY}']:.3f}"},
             sample_fn=(lambda writer: self._write_samples(writer, valid)) if valid else None,
         )
+
+
+def release_meta(cfg: TrainConfig, step: int, **extra) -> dict:
+    """What a release records of the run it came from."""
+    meta = {"steps": step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae, **extra}
+    if cfg.init_from:
+        meta["init_from"] = cfg.init_from
+    return meta
 
 
 def validation_prompts(rows: list[Utterance], n: int) -> list[tuple]:
@@ -582,9 +589,7 @@ def main(argv: list[str] | None = None) -> None:
         out = args.export or cfg.export_dir or str(trainer.out / "release")
         tts = trainer.ema_tts()  # collective under FSDP: every rank builds it, rank 0 writes
         if trainer.rank == 0:
-            meta = {"steps": trainer.step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae}
-            if cfg.init_from:
-                meta["init_from"] = cfg.init_from
+            meta = release_meta(cfg, trainer.step)
             print(f"exported release to {tts.save_pretrained(out, meta=meta)}", flush=True)
     if dist.is_initialized():
         # FSDP2 modules hold their last collectives: free them while the process group lives, or gloo can
