@@ -96,7 +96,7 @@ def guided_attention_loss(
     hundreds of keys); the band mass (no gradient, in [0, 1]) is the number to watch.
 
     Batched over rows: one band tensor [B, N, K] (K up to the last phoneme key) and three host syncs. The
-    per-row loop it replaced made ~14,000 operator calls per 64-row step (336 now), each a kernel launch on a
+    per-row loop it replaced made ~14,000 operator calls per 64-row step (~340 now), each a kernel launch on a
     GPU, where an H200 ran the demo recipe at ~4 steps/s with 27 % utilisation (``benchmarks/bench_tts_train``)."""
     dev = probs[0].device
     text, frame = token_masks(batch, lm)  # [B, N] each
