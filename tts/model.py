@@ -41,6 +41,7 @@ from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.transformer import TransformerConfig
 from tts.frontend import Frontend
 from tts.layout import MODALITY, SPACE_ID, generation_prefix
+from tts.patch import to_frames, to_items
 from vocoder_vae.audio import prepare
 from vocoder_vae.model import AudioVAE
 
@@ -66,6 +67,9 @@ class TTSConfig:
     model: LatentLMConfig = field(default_factory=_default_lm)
     language: str = "en-us"  # espeak-ng voice of the front end
     frame_rate: float = 25.0  # latent frames per second (must match the VAE)
+    # VAE frames per sequence item (tts/patch.py): the model reads and predicts this many frames at once, so the
+    # trunk steps at frame_rate / patch; the audio head's latent_dim is patch x the VAE's latent dim
+    patch: int = 1
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -98,6 +102,10 @@ class TTSConfig:
             )
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.patch < 1 or self.latent_dim % self.patch:
+            raise ValueError(
+                f"patch must be >= 1 and divide the audio latent_dim ({self.latent_dim}), got {self.patch}"
+            )
         if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0:
             raise ValueError("frame_rate and max_frames_per_phoneme must be positive")
         if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
@@ -105,7 +113,13 @@ class TTSConfig:
 
     @property
     def latent_dim(self) -> int:
+        """Dim of one sequence item (patch x the VAE's latent dim)."""
         return self.model.modalities[MODALITY].latent_dim
+
+    @property
+    def frame_dim(self) -> int:
+        """Dim of one VAE frame."""
+        return self.latent_dim // self.patch
 
 
 @dataclass
@@ -140,8 +154,10 @@ class TTS:
             raise TTSInputError(
                 f"front end vocabulary has {len(frontend.vocab)} symbols, the model expects {cfg.model.vocab_size}"
             )
-        if vae.latent_dim != cfg.latent_dim:
-            raise TTSInputError(f"VAE latent dim {vae.latent_dim} != model latent dim {cfg.latent_dim}")
+        if vae.latent_dim != cfg.frame_dim:
+            raise TTSInputError(
+                f"VAE latent dim {vae.latent_dim} != model latent dim {cfg.latent_dim} / patch {cfg.patch}"
+            )
         if abs(vae.frame_rate - cfg.frame_rate) > 1e-6:
             raise TTSInputError(
                 f"VAE frame rate {vae.frame_rate:g} Hz != model frame rate {cfg.frame_rate:g} Hz"
@@ -240,8 +256,9 @@ class TTS:
             raise TTSInputError(f"{what}: {e}") from e
 
     def frame_floor(self, n_phonemes: int, cap: int) -> int:
-        """Frames generated before ``<eo_audio>`` is accepted: min_frames_per_phoneme per phoneme, at most cap."""
-        return min(cap, int(n_phonemes * self.cfg.min_frames_per_phoneme))
+        """Items generated before ``<eo_audio>`` is accepted: min_frames_per_phoneme frames per phoneme, at most
+        cap (items of ``patch`` frames)."""
+        return min(cap, int(n_phonemes * self.cfg.min_frames_per_phoneme / self.cfg.patch))
 
     def frame_cap(self, n_phonemes: int, max_seconds: float | None = None) -> int:
         c = self.cfg
@@ -249,13 +266,15 @@ class TTS:
         limit = c.max_output_seconds if max_seconds is None else min(max_seconds, c.max_output_seconds)
         if limit <= 0:
             raise TTSInputError(f"max_seconds must be positive, got {max_seconds}")
-        return max(1, min(cap, int(limit * c.frame_rate)))
+        return max(1, math.ceil(min(cap, int(limit * c.frame_rate)) / c.patch))  # in items of patch frames
 
     @torch.no_grad()
     def _prompt_latents(self, wav: np.ndarray) -> Tensor:
         """Prompt waveform at the model rate -> normalised VAE mean latents [Tp, D]."""
         z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
-        return self.lm.normalize(MODALITY, z.to(self.device))
+        return self.lm.normalize(
+            MODALITY, to_items(z.to(self.device), self.cfg.patch)
+        )  # [Tp // patch, patch * D]
 
     def _prepare(self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False) -> _Job:
         t0 = time.perf_counter()
@@ -275,7 +294,9 @@ class TTS:
             cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
             floor = self.frame_floor(len(ph), cap) - int(prompt.shape[0])  # the prompt says part of the text
             timings["prepare_s"] = time.perf_counter() - t0
-            return _Job(prompt, "", [text], [ph], [cap], [max(floor, 0)], timings, continuation_audio=wav)
+            # the output starts with the prompt audio the items hold (patch > 1 drops a few tail frames)
+            kept = wav[: round(prompt.shape[0] * self.cfg.patch * self.sample_rate / self.cfg.frame_rate)]
+            return _Job(prompt, "", [text], [ph], [cap], [max(floor, 0)], timings, continuation_audio=kept)
         if prompt_text is None:
             t1 = time.perf_counter()
             prompt_text = self.transcribe(wav)
@@ -351,7 +372,7 @@ class TTS:
     def _decode_audio(self, frames: list[Tensor]) -> np.ndarray:
         if not frames:
             return np.zeros(0, dtype=np.float32)
-        z = self.lm.denormalize(MODALITY, torch.stack(frames))  # [T, D]
+        z = to_frames(self.lm.denormalize(MODALITY, torch.stack(frames)), self.cfg.patch)  # [T * patch, D]
         return self.vae.decode(z).cpu().numpy().astype(np.float32)
 
     def _pause(self) -> np.ndarray:
@@ -371,7 +392,7 @@ class TTS:
             "frames": frames,
             "stop": stops,
             "sentences": job.sentences,
-            "prompt_frames": int(job.prompt.shape[0]),
+            "prompt_frames": int(job.prompt.shape[0]) * self.cfg.patch,  # VAE frames
             "timings": {**job.timings, "generate_s": t_gen, "vae_decode_s": t_vae, "total_s": total},
             "rtf": total / max(len(audio) / self.sample_rate, 1e-9),
         }
@@ -410,7 +431,7 @@ class TTS:
             t2 = time.perf_counter()
             pieces.append(self._decode_audio(lat))
             t_gen, t_vae = t_gen + t2 - t1, t_vae + time.perf_counter() - t2
-            frames.append(len(lat))
+            frames.append(len(lat) * self.cfg.patch)  # VAE frames
             stops.append(stop)
         return self._result(job, pieces, frames, stops, t_gen, t_vae, t0)
 
@@ -433,6 +454,7 @@ class TTS:
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
+        p = self.cfg.patch
         for i, (ph, cap, fl) in enumerate(zip(job.phonemes, job.caps, job.floors)):
             if i:
                 yield self._pause()
@@ -447,10 +469,10 @@ class TTS:
                         continue
                     buf.append(z)
                     if len(buf) >= want:
-                        yield self.lm.denormalize(MODALITY, torch.stack(buf))  # [t, D]
+                        yield to_frames(self.lm.denormalize(MODALITY, torch.stack(buf)), p)  # [t * p, D]
                         buf, want = [], chunk_frames
                 if buf:
-                    yield self.lm.denormalize(MODALITY, torch.stack(buf))
+                    yield to_frames(self.lm.denormalize(MODALITY, torch.stack(buf)), p)
 
             for y in self.vae.decode_stream(latent_chunks()):
                 yield y.cpu().numpy().astype(np.float32)
@@ -536,5 +558,7 @@ class TTS:
             pieces = [self._decode_audio(f) for f in frames]
             t_vae = time.perf_counter() - t2
             stops = [stop.get((i, s), "eos") for s in range(len(p.sentences))]
-            out.append(self._result(p, pieces, [len(f) for f in frames], stops, t_gen, t_vae, t0))
+            out.append(
+                self._result(p, pieces, [len(f) * self.cfg.patch for f in frames], stops, t_gen, t_vae, t0)
+            )
         return out

@@ -87,11 +87,11 @@ def ragged_training_batch(
     return batch, [bool((batch.tokens[b] >= lm.layout.offset).any()) for b in range(B)]
 
 
-def make_tiny_tts(seed: int = 0, latent_dim: int = 8, **overrides) -> TTS:
-    """An in-memory untrained tiny TTS (deterministic in ``seed``)."""
+def make_tiny_tts(seed: int = 0, latent_dim: int = 8, patch: int = 1, **overrides) -> TTS:
+    """An in-memory untrained tiny TTS (deterministic in ``seed``); ``patch`` VAE frames per item."""
     torch.manual_seed(seed)
     fe = Frontend("en-us")
-    cfg = tiny_tts_config(len(fe.vocab), latent_dim, **overrides)
+    cfg = tiny_tts_config(len(fe.vocab), latent_dim * patch, patch=patch, **overrides)
     vae = AudioVAE(tiny_vae_config(latent_dim)).eval()
     lm = LatentLM(cfg.model).eval()
     with torch.no_grad():

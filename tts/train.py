@@ -54,6 +54,7 @@ from tts.frontend import Frontend
 from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
 from tts.model import TTS, TTSConfig
+from tts.patch import PatchedStore, repeat_stats
 from vocoder_vae.model import AudioVAE
 
 
@@ -213,7 +214,7 @@ class Trainer:
         self.vae = AudioVAE.from_pretrained(cfg.vae, device=self.device)
         self.lm = LatentLM(cfg.tts.model).to(self.device)
         mean, std = self.vae.latent_stats
-        self.lm.set_latent_stats(MODALITY, mean, std)
+        self.lm.set_latent_stats(MODALITY, *repeat_stats(mean, std, cfg.tts.patch))
         self.out = Path(cfg.out_dir)
         self.ckpt = self.out / "last.pt"
         if cfg.init_from and not (
@@ -380,7 +381,7 @@ class Trainer:
     # ---- data ------------------------------------------------------------------------------------------
     def setup_data(self, rows: list[Utterance]) -> None:
         c = self.cfg.data
-        store = LatentStore(c.latents)
+        store = PatchedStore(LatentStore(c.latents), self.cfg.tts.patch)  # items of tts.patch frames
         if store.frame_rate and abs(store.frame_rate - self.cfg.tts.frame_rate) > 1e-6:
             raise ValueError(f"latents at {store.frame_rate} Hz, model at {self.cfg.tts.frame_rate} Hz")
         rows = [r for r in rows if r.id in store and store.frames(r.id) <= c.max_item_frames]
