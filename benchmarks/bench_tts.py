@@ -2,10 +2,12 @@
 streaming, and the speed-up from the KV cache.
 
     python -m benchmarks.bench_tts [--checkpoint checkpoints/tts_demo] [--seconds 10] [--steps 10] [--cfg 1.5]
+    python -m benchmarks.bench_tts --checkpoint none --patch 4    # untrained, 4 VAE frames per item (tts.patch)
 
 Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
 (recipes/demo/tts_small.yaml, with checkpoints/vae_small as its VAE when present) that is made to run to the
 length cap: speed does not depend on the weights, only on how many frames are generated. The label says which.
+``--patch N`` (N > 1) always measures the untrained model with N frames per sequence item.
 
 - RTF = wall time / seconds of audio; breakdown: trunk forwards (prefill + one cached step per frame),
   diffusion-head solver (``steps`` evaluations per frame, x2 rows with CFG), VAE decode, the rest.
@@ -32,7 +34,7 @@ PROMPT_TEXT = "in being comparatively modern."
 TEXT = "The quick brown fox jumps over the lazy dog while the children watch from the old stone bridge near the mill"
 
 
-def demo_size_untrained() -> TTS:
+def demo_size_untrained(patch: int = 1) -> TTS:
     from latentlm.config import load_config
     from latentlm.model import LatentLM
     from tts.frontend import Frontend
@@ -40,9 +42,10 @@ def demo_size_untrained() -> TTS:
     from tts.train import TrainConfig
     from vocoder_vae.model import AudioVAE
 
-    cfg: TTSConfig = load_config(TrainConfig, REPO / "recipes/demo/tts_small.yaml").tts
+    over = [f"tts.patch={patch}", f"tts.model.modalities.audio.latent_dim={32 * patch}"]
+    cfg: TTSConfig = load_config(TrainConfig, REPO / "recipes/demo/tts_small.yaml", over).tts
     vae_dir = REPO / "checkpoints/vae_small"
-    vae = AudioVAE.from_pretrained(vae_dir) if vae_dir.is_dir() else AudioVAE(tiny_vae_config(cfg.latent_dim))
+    vae = AudioVAE.from_pretrained(vae_dir) if vae_dir.is_dir() else AudioVAE(tiny_vae_config(cfg.frame_dim))
     lm = LatentLM(cfg.model).eval()
     with torch.no_grad():  # never stop: every run generates exactly the capped length
         lm.lm_head.weight[[lm.layout.lat, lm.layout.end[MODALITY]]] = 0.0
@@ -103,16 +106,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--cfg", type=float, default=1.5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--patch", type=int, default=1, help="VAE frames per item of the untrained model (tts.patch)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = Path(args.checkpoint) if args.checkpoint else REPO / "checkpoints/tts_demo"
-    if ckpt.is_dir():
+    if ckpt.is_dir() and args.patch == 1:
         tts, label = TTS.from_pretrained(ckpt), f"release {ckpt}"
     else:
-        tts, label = demo_size_untrained(), "UNTRAINED demo-size model (recipes/demo/tts_small.yaml)"
+        tts, label = (
+            demo_size_untrained(args.patch),
+            "UNTRAINED demo-size model (recipes/demo/tts_small.yaml)",
+        )
     n = sum(p.numel() for p in tts.lm.parameters())
     print(
-        f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, torch threads {torch.get_num_threads()}"
+        f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, {tts.cfg.patch} frame(s) per item, "
+        f"torch threads {torch.get_num_threads()}"
     )
     rows = 2 if args.cfg != 1.0 else 1
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=args.cfg, seed=0, max_seconds=args.seconds)
@@ -138,7 +148,7 @@ def main() -> None:
         print(f"  {name:32s} {t:7.3f} s  RTF {t / audio_s:.3f}  ({100 * t / tm['total_s']:.0f}%)")
     print(
         f"  per frame: trunk {1e3 * trunk.total / max(frames, 1):.1f} ms, head {1e3 * head.total / max(frames, 1):.1f} ms"
-        f" ({1e3 * head.total / max(frames * args.steps, 1):.2f} ms per solver step, {rows} rows)"
+        f" ({1e3 * head.total / max(frames // tts.cfg.patch * args.steps, 1):.2f} ms per solver step, {rows} rows)"
     )
 
     trunk.remove()
@@ -153,9 +163,9 @@ def main() -> None:
     )
 
     wav = tts.load_prompt(PROMPT)
-    prompt = tts.lm.normalize(MODALITY, tts.vae.encode(wav, tts.sample_rate))
+    prompt = tts._prompt_latents(wav)  # [Tp // patch, patch * D]
     ph = tts.frontend.encode(PROMPT_TEXT) + [1] + tts.frontend.encode(TEXT)
-    nocache = no_cache_trunk_time(tts, frames, prompt, ph, rows)
+    nocache = no_cache_trunk_time(tts, frames // tts.cfg.patch, prompt, ph, rows)
     print(
         f"\nKV cache: trunk {trunk.total:.2f} s with cache vs {nocache:.2f} s re-running the sequence each step "
         f"-> {nocache / max(trunk.total, 1e-9):.1f}x; whole synthesis RTF without cache "
