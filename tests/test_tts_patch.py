@@ -10,7 +10,7 @@ from latentlm.config import load_config
 from tts.data import LatentStore
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSConfig, TTSInputError
-from tts.patch import PatchedStore, repeat_stats, to_frames, to_items
+from tts.patch import repeat_stats, to_frames, to_items
 from tts.testing import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
@@ -43,7 +43,7 @@ def corpus(real_speech_dir, tmp_path_factory):
 
 def test_patched_store_views_real_latents_in_items(corpus):
     store = LatentStore(corpus["latents"])
-    view = PatchedStore(store, 3)
+    view = LatentStore(corpus["latents"], patch=3)
     uid = next(r.id for r in read_jsonl(corpus["manifest"]))
     z = store.get(uid)
     assert uid in view and len(view) == len(store) and view.frame_rate == store.frame_rate

@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tts.manifests import Utterance
+from tts.patch import to_items
 
 
 class LatentEncoder(Protocol):
@@ -135,10 +136,14 @@ def extract_latents(
 
 
 class LatentStore:
-    """Read latents by utterance id from the shards of every rank (merged index.json written on first use)."""
+    """Read latents by utterance id from the shards of every rank (merged index.json written on first use).
+    ``patch`` > 1 reads them in items of that many frames (tts/patch.py): ``get`` -> [T // patch, patch * D],
+    ``frames`` -> T // patch."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, patch: int = 1):
+        if patch < 1:
+            raise ValueError(f"patch must be >= 1, got {patch}")
+        self.root, self.patch = Path(root), patch
         parts = sorted(self.root.glob("index-r*.json"))
         if not parts:
             raise ValueError(f"no latent index under {self.root}; run extract_latents first")
@@ -157,16 +162,16 @@ class LatentStore:
         return len(self.index)
 
     def frames(self, uid: str) -> int:
-        return self.index[uid]["frames"]
+        return self.index[uid]["frames"] // self.patch
 
     def get(self, uid: str) -> torch.Tensor:
-        """[T, D] float32 latents of one utterance."""
+        """[T, D] float32 latents of one utterance ([T // patch, patch * D] items with ``patch`` > 1)."""
         if uid not in self.index:
             raise KeyError(f"no latents for {uid!r} in {self.root}")
         shard = self.index[uid]["shard"]
         if shard not in self._open:
             self._open[shard] = safe_open(str(self.root / shard), framework="pt")
-        return self._open[shard].get_tensor(uid)
+        return to_items(self._open[shard].get_tensor(uid), self.patch)
 
     def __getstate__(self) -> dict:  # open handles stay in their process
         return {**self.__dict__, "_open": {}}

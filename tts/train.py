@@ -54,7 +54,7 @@ from tts.frontend import Frontend
 from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
 from tts.model import TTS, TTSConfig
-from tts.patch import PatchedStore, repeat_stats
+from tts.patch import repeat_stats
 from vocoder_vae.model import AudioVAE
 
 
@@ -381,7 +381,7 @@ class Trainer:
     # ---- data ------------------------------------------------------------------------------------------
     def setup_data(self, rows: list[Utterance]) -> None:
         c = self.cfg.data
-        store = PatchedStore(LatentStore(c.latents), self.cfg.tts.patch)  # items of tts.patch frames
+        store = LatentStore(c.latents, patch=self.cfg.tts.patch)  # items of tts.patch frames
         if store.frame_rate and abs(store.frame_rate - self.cfg.tts.frame_rate) > 1e-6:
             raise ValueError(f"latents at {store.frame_rate} Hz, model at {self.cfg.tts.frame_rate} Hz")
         rows = [r for r in rows if r.id in store and store.frames(r.id) <= c.max_item_frames]

@@ -35,7 +35,7 @@ from tts.model import TTS  # noqa: E402
 
 def items(tts: TTS, manifest: str, latents: str, n: int) -> list[dict]:
     rows = read_jsonl(manifest)
-    store = LatentStore(latents)
+    store = LatentStore(latents, patch=tts.cfg.patch)
     ph = {r.id: tts.frontend.encode(r.text) for r in rows if r.id in store}
     ds = PromptTargetDataset(rows, store, ph, p_prefix=0.0, max_prompt_frames=250, seed=0)
     picked = [ds[i] for i in range(len(ds))]

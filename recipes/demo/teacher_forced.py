@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tts.data import LatentStore  # noqa: E402
 from tts.layout import MODALITY, SPACE_ID, generation_prefix  # noqa: E402
 from tts.model import TTS  # noqa: E402
-from tts.patch import PatchedStore  # noqa: E402
 
 
 @torch.no_grad()
@@ -60,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     tts = TTS.from_pretrained(args.release)
-    store = PatchedStore(LatentStore(args.latents), tts.cfg.patch)
+    store = LatentStore(args.latents, patch=tts.cfg.patch)
     jobs = [json.loads(x) for x in Path(args.jobs).read_text().splitlines() if x.strip()]
     jobs = jobs[: args.items] if args.items else jobs
     args.out_dir.mkdir(parents=True, exist_ok=True)
