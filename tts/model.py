@@ -295,7 +295,7 @@ class TTS:
             floor = self.frame_floor(len(ph), cap) - int(prompt.shape[0])  # the prompt says part of the text
             timings["prepare_s"] = time.perf_counter() - t0
             # the output starts with the prompt audio the items hold (patch > 1 drops a few tail frames)
-            kept = wav[: round(prompt.shape[0] * self.cfg.patch * self.sample_rate / self.cfg.frame_rate)]
+            kept = wav[: prompt.shape[0] * self.cfg.patch * self.vae.hop]
             return _Job(prompt, "", [text], [ph], [cap], [max(floor, 0)], timings, continuation_audio=kept)
         if prompt_text is None:
             t1 = time.perf_counter()
@@ -369,18 +369,22 @@ class TTS:
                 it.close()
                 return
 
-    def _decode_audio(self, frames: list[Tensor]) -> np.ndarray:
-        if not frames:
+    def _vae_frames(self, items: list[Tensor]) -> Tensor:
+        """Generated items (normalised [patch * D] each) -> the VAE's latent frames [T * patch, D]."""
+        return to_frames(self.lm.denormalize(MODALITY, torch.stack(items)), self.cfg.patch)
+
+    def _decode_audio(self, items: list[Tensor]) -> np.ndarray:
+        if not items:
             return np.zeros(0, dtype=np.float32)
-        z = to_frames(self.lm.denormalize(MODALITY, torch.stack(frames)), self.cfg.patch)  # [T * patch, D]
-        return self.vae.decode(z).cpu().numpy().astype(np.float32)
+        return self.vae.decode(self._vae_frames(items)).cpu().numpy().astype(np.float32)
 
     def _pause(self) -> np.ndarray:
         return np.zeros(int(self.cfg.pause_seconds * self.sample_rate), dtype=np.float32)
 
     def _result(
-        self, job: _Job, pieces: list[np.ndarray], frames, stops, t_gen, t_vae, t0
+        self, job: _Job, pieces: list[np.ndarray], items: list[int], stops, t_gen, t_vae, t0
     ) -> SynthesisResult:
+        """items: generated items per sentence (reported as VAE frames)."""
         out = [] if job.continuation_audio is None else [np.asarray(job.continuation_audio, dtype=np.float32)]
         for i, p in enumerate(pieces):
             if i:
@@ -389,7 +393,7 @@ class TTS:
         audio = np.concatenate(out) if out else np.zeros(0, np.float32)
         total = time.perf_counter() - t0
         info = {
-            "frames": frames,
+            "frames": [n * self.cfg.patch for n in items],  # VAE frames
             "stop": stops,
             "sentences": job.sentences,
             "prompt_frames": int(job.prompt.shape[0]) * self.cfg.patch,  # VAE frames
@@ -431,7 +435,7 @@ class TTS:
             t2 = time.perf_counter()
             pieces.append(self._decode_audio(lat))
             t_gen, t_vae = t_gen + t2 - t1, t_vae + time.perf_counter() - t2
-            frames.append(len(lat) * self.cfg.patch)  # VAE frames
+            frames.append(len(lat))
             stops.append(stop)
         return self._result(job, pieces, frames, stops, t_gen, t_vae, t0)
 
@@ -454,7 +458,6 @@ class TTS:
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
-        p = self.cfg.patch
         for i, (ph, cap, fl) in enumerate(zip(job.phonemes, job.caps, job.floors)):
             if i:
                 yield self._pause()
@@ -469,10 +472,10 @@ class TTS:
                         continue
                     buf.append(z)
                     if len(buf) >= want:
-                        yield to_frames(self.lm.denormalize(MODALITY, torch.stack(buf)), p)  # [t * p, D]
+                        yield self._vae_frames(buf)  # [t * patch, D]
                         buf, want = [], chunk_frames
                 if buf:
-                    yield to_frames(self.lm.denormalize(MODALITY, torch.stack(buf)), p)
+                    yield self._vae_frames(buf)
 
             for y in self.vae.decode_stream(latent_chunks()):
                 yield y.cpu().numpy().astype(np.float32)
@@ -558,7 +561,5 @@ class TTS:
             pieces = [self._decode_audio(f) for f in frames]
             t_vae = time.perf_counter() - t2
             stops = [stop.get((i, s), "eos") for s in range(len(p.sentences))]
-            out.append(
-                self._result(p, pieces, [len(f) * self.cfg.patch for f in frames], stops, t_gen, t_vae, t0)
-            )
+            out.append(self._result(p, pieces, [len(f) for f in frames], stops, t_gen, t_vae, t0))
         return out
