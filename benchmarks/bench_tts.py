@@ -42,8 +42,10 @@ def demo_size_untrained(patch: int = 1) -> TTS:
     from tts.train import TrainConfig
     from vocoder_vae.model import AudioVAE
 
-    over = [f"tts.patch={patch}", f"tts.model.modalities.audio.latent_dim={32 * patch}"]
-    cfg: TTSConfig = load_config(TrainConfig, REPO / "recipes/demo/tts_small.yaml", over).tts
+    recipe = REPO / "recipes/demo/tts_small.yaml"
+    frame_dim = load_config(TrainConfig, recipe).tts.latent_dim  # the recipe's VAE frame
+    over = [f"tts.patch={patch}", f"tts.model.modalities.audio.latent_dim={frame_dim * patch}"]
+    cfg: TTSConfig = load_config(TrainConfig, recipe, over).tts
     vae_dir = REPO / "checkpoints/vae_small"
     vae = AudioVAE.from_pretrained(vae_dir) if vae_dir.is_dir() else AudioVAE(tiny_vae_config(cfg.frame_dim))
     lm = LatentLM(cfg.model).eval()
@@ -133,6 +135,7 @@ def main() -> None:
     tm = res.info["timings"]
     audio_s = res.duration
     frames = sum(res.info["frames"])
+    items = frames // tts.cfg.patch  # trunk steps
     print(
         f"\nsynthesis: {audio_s:.2f} s of audio ({frames} frames, stop {res.info['stop']}), steps {args.steps}, "
         f"cfg {args.cfg}"
@@ -148,7 +151,7 @@ def main() -> None:
         print(f"  {name:32s} {t:7.3f} s  RTF {t / audio_s:.3f}  ({100 * t / tm['total_s']:.0f}%)")
     print(
         f"  per frame: trunk {1e3 * trunk.total / max(frames, 1):.1f} ms, head {1e3 * head.total / max(frames, 1):.1f} ms"
-        f" ({1e3 * head.total / max(frames // tts.cfg.patch * args.steps, 1):.2f} ms per solver step, {rows} rows)"
+        f" ({1e3 * head.total / max(items * args.steps, 1):.2f} ms per solver step, {rows} rows)"
     )
 
     trunk.remove()
@@ -165,7 +168,7 @@ def main() -> None:
     wav = tts.load_prompt(PROMPT)
     prompt = tts._prompt_latents(wav)  # [Tp // patch, patch * D]
     ph = tts.frontend.encode(PROMPT_TEXT) + [1] + tts.frontend.encode(TEXT)
-    nocache = no_cache_trunk_time(tts, frames // tts.cfg.patch, prompt, ph, rows)
+    nocache = no_cache_trunk_time(tts, items, prompt, ph, rows)
     print(
         f"\nKV cache: trunk {trunk.total:.2f} s with cache vs {nocache:.2f} s re-running the sequence each step "
         f"-> {nocache / max(trunk.total, 1e-9):.1f}x; whole synthesis RTF without cache "
