@@ -20,7 +20,29 @@ import random
 from pathlib import Path
 
 
-def _pairs(rows: list[dict], n: int, seed: int, min_prompt: float = 2.0, max_prompt: float = 12.0) -> list[dict]:
+def corpus_audio(corpus: Path, audio: str) -> str:
+    """A manifest row's audio path, absolute (relative paths are relative to the corpus folder)."""
+    path = Path(audio)
+    return str(path if path.is_absolute() else (corpus / path).resolve())
+
+
+def eval_job(target: dict, prompt: dict) -> dict:
+    """One cross-sentence job in evaluation/'s format: ``target``'s text in the voice of ``prompt`` (manifest rows
+    of the same speaker; ``ref_audio`` is the target's own recording, scored as ground truth)."""
+    return {
+        "id": target["id"],
+        "text": target["text"],
+        "prompt_audio": prompt["audio"],
+        "prompt_text": prompt["text"],
+        "out": f"{target['id']}.wav",
+        "ref_audio": target["audio"],
+        "speaker": target["speaker"],
+    }
+
+
+def _pairs(
+    rows: list[dict], n: int, seed: int, min_prompt: float = 2.0, max_prompt: float = 12.0
+) -> list[dict]:
     """rows: {id, speaker, audio, text, duration}. Picks up to n targets spread over speakers."""
     rng = random.Random(seed)
     by_spk: dict[str, list[dict]] = {}
@@ -41,15 +63,7 @@ def _pairs(rows: list[dict], n: int, seed: int, min_prompt: float = 2.0, max_pro
         if not prompts:
             continue
         p = rng.choice(sorted(prompts, key=lambda r: r["id"]))
-        jobs.append({
-            "id": target["id"],
-            "text": target["text"],
-            "prompt_audio": p["audio"],
-            "prompt_text": p["text"],
-            "out": f"{target['id']}.wav",
-            "ref_audio": target["audio"],
-            "speaker": spk,
-        })
+        jobs.append(eval_job(target, p))
     return jobs
 
 
@@ -57,17 +71,28 @@ def corpus_rows(corpus: Path) -> list[dict]:
     rows = []
     for line in (corpus / "test.jsonl").read_text().splitlines():
         r = json.loads(line)
-        audio = Path(r["audio"])
-        rows.append({"id": r["id"], "speaker": r["speaker"], "text": r["text"], "duration": r["duration"],
-                     "audio": str(audio if audio.is_absolute() else (corpus / audio).resolve())})
+        rows.append(
+            {
+                "id": r["id"],
+                "speaker": r["speaker"],
+                "text": r["text"],
+                "duration": r["duration"],
+                "audio": corpus_audio(corpus, r["audio"]),
+            }
+        )
     return rows
 
 
 def dev_rows(dev: Path) -> list[dict]:
     with open(dev / "manifest.tsv", newline="") as f:
         return [
-            {"id": r["utterance_id"], "speaker": r["speaker_id"], "text": r["transcript"],
-             "duration": float(r["duration_s"]), "audio": str((dev / r["file"]).resolve())}
+            {
+                "id": r["utterance_id"],
+                "speaker": r["speaker_id"],
+                "text": r["transcript"],
+                "duration": float(r["duration_s"]),
+                "audio": str((dev / r["file"]).resolve()),
+            }
             for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         ]
 

@@ -18,14 +18,15 @@ import json
 import random
 from pathlib import Path
 
+from make_eval_jobs import corpus_audio, eval_job  # recipes/demo, this script's folder
+
 
 def subset(corpus: Path, speakers: list[str]) -> list[dict]:
     rows = []
     for line in (corpus / "train.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["speaker"] in speakers:
-            audio = Path(r["audio"])
-            r["audio"] = str(audio if audio.is_absolute() else (corpus / audio).resolve())
+            r["audio"] = corpus_audio(corpus, r["audio"])
             rows.append(r)
     missing = sorted(set(speakers) - {r["speaker"] for r in rows})
     if missing:
@@ -43,18 +44,7 @@ def jobs(rows: list[dict], seed: int) -> list[dict]:
         others = sorted(
             (o for o in rows if o["speaker"] == r["speaker"] and o["id"] != r["id"]), key=lambda o: o["id"]
         )
-        p = rng.choice(others)
-        out.append(
-            {
-                "id": r["id"],
-                "text": r["text"],
-                "prompt_audio": p["audio"],
-                "prompt_text": p["text"],
-                "out": f"{r['id']}.wav",
-                "ref_audio": r["audio"],
-                "speaker": r["speaker"],
-            }
-        )
+        out.append(eval_job(r, rng.choice(others)))
     return out
 
 
