@@ -10,7 +10,10 @@ padding that nothing attends to). Rows of different prefix lengths decode togeth
 Grammar enforced by logit masks (the model is free everywhere else):
 - inside an open span of modality m only ``<lat>`` or ``<eo_m>`` may follow; ``min_latents`` / ``max_latents`` /
   ``span_length`` bound the span (images use a fixed ``span_length``; speech a hard cap);
-- outside a span ``<lat>`` and end tokens are impossible; ``<pad>``, ``<bos>`` and ``<null>`` are never generated.
+- outside a span ``<lat>`` and end tokens are impossible; ``<pad>``, ``<bos>`` and ``<null>`` are never generated;
+- ``script`` (per row, optional): discrete tokens the open span must emit in this order between its latents
+  (ELLA-V-style interleaved phonemes, tts/layout.py). The next one competes with ``<lat>``; the span may end only
+  once the script is spent (or the cap is reached). Unconditional rows read ``script_uncond`` in their place.
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -72,6 +75,20 @@ def _open_spans(model, batch: Batch) -> tuple[Tensor, Tensor]:
     return open_m, count
 
 
+def _script_tensor(script, b: int, vocab: int, dev) -> Tensor:
+    """Per-row script token lists -> [B, S] long, right-padded with -1 (S = 0 without a script)."""
+    if script is None:
+        return torch.zeros(b, 0, dtype=torch.long, device=dev)
+    rows = [torch.as_tensor(s, dtype=torch.long).reshape(-1) for s in script]
+    bad = [r for r in rows if r.numel() and (r.min() < 0 or r.max() >= vocab)]
+    if bad:
+        raise ValueError(f"script token ids must be in [0, {vocab})")
+    out = torch.full((b, max((r.numel() for r in rows), default=0)), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : r.numel()] = r
+    return out.to(dev)
+
+
 def _sample_token(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
     """logits [B, V] (masked with -inf) -> [B]. temperature 0 = greedy."""
     if temperature <= 0:
@@ -105,6 +122,8 @@ def iterate(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     solver: str = "dpm++2m",
     read_noise: float = 0.0,
+    script: Sequence[Sequence[int] | Tensor] | None = None,
+    script_uncond: int | None = None,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
@@ -112,7 +131,8 @@ def iterate(
     decodes the same alone or in any batch). stop_tokens: default ``<eos>`` and every ``<eo_m>``. temperature: diffusion noise scale; token_temperature /
     top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped). read_noise: std of Gaussian
     noise added to each sampled latent as the model READS it back (the yielded latents stay clean): the inference
-    twin of training-time input noise, as Tacotron keeps its prenet dropout on at inference."""
+    twin of training-time input noise, as Tacotron keeps its prenet dropout on at inference.
+    script / script_uncond: see the module docstring (default ``script_uncond``: the script token itself)."""
     if max_new <= 0:
         raise ValueError("max_new must be positive")
     if read_noise < 0:
@@ -129,6 +149,11 @@ def iterate(
     dev = next(model.parameters()).device
     prefix = prefix.to(dev)
     b = prefix.tokens.shape[0]
+    if script is not None and len(script) != b:
+        raise ValueError(f"script: one token list per row ({b}), got {len(script)}")
+    # [B, S] script tokens, -1 after a row's last; pos [B]: the next one to emit
+    scr = _script_tensor(script, b, lay.size, dev)
+    pos = torch.zeros(b, dtype=torch.long, device=dev)
     full = concat_batches(prefix, uncond.to(dev)) if use_cfg else prefix
     rows = full.tokens.shape[0]
     param = next(model.parameters())
@@ -173,6 +198,15 @@ def iterate(
                 short = in_span & (count < span_length)
                 allowed[short] = False
                 allowed[short, lay.lat] = True
+            if scr.shape[1]:
+                nxt = scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0]  # [B]
+                nxt = torch.where(pos < scr.shape[1], nxt, torch.full_like(nxt, -1))
+                pending = in_span & (nxt >= 0)
+                capped = in_span & (count >= cap) if cap is not None else torch.zeros_like(pending)
+                hold = pending & ~capped  # the script is not spent: no end token yet
+                allowed[hold, ends[open_m[hold]]] = False
+                rows_h = hold.nonzero().squeeze(-1)
+                allowed[rows_h, nxt[rows_h]] = True
             logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
         outside = ~in_span
         if outside.any():
@@ -200,6 +234,11 @@ def iterate(
                 lat_vals[idx, :d] = z.to(lat_vals.dtype)
                 lat_mod[idx] = i
         # span bookkeeping
+        is_script = torch.zeros_like(finished)
+        if scr.shape[1]:
+            nxt = scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0]
+            is_script = (pos < scr.shape[1]) & (tok == nxt) & ~finished & (open_m >= 0)
+            pos = pos + is_script
         count = count + is_lat  # [B] long
         for t, mi in begins:
             opened = tok == t
@@ -227,8 +266,9 @@ def iterate(
                 n = torch.randn(dmax, generator=g, device=g.device if g is not None else dev)
                 fed[r] += (read_noise * n).to(dev, fed.dtype)
         items = [tok.view(b, 1), fed.view(b, 1, dmax), lat_mod.view(b, 1), feed_valid.view(b, 1)]
-        if use_cfg:  # the uncond rows feed the same item: [2B, 1, ...]
-            items = [torch.cat([x, x]) for x in items]
+        if use_cfg:  # the uncond rows feed the same item (a script token read as script_uncond): [2B, 1, ...]
+            un_tok = tok if script_uncond is None else tok.masked_fill(is_script, script_uncond)
+            items = [torch.cat([x, y]) for x, y in zip(items, [un_tok.view(b, 1), *items[1:]])]
         step_batch = Batch(*items, weight=zero_weight)  # [R, 1]
         last = model(step_batch, cache=cache)[:, 0]  # [R, C]
 

@@ -71,8 +71,10 @@ def expected_phoneme(T: int, P: int, split: tuple[int, int] | None, device) -> T
 
 
 def token_masks(batch: Batch, lm: LatentLM) -> tuple[Tensor, Tensor]:
-    """([B, N] phoneme positions, [B, N] audio latent positions) of every row."""
-    text = batch.valid & (batch.tokens >= lm.layout.offset)
+    """([B, N] phoneme positions, [B, N] audio latent positions) of every row. Phoneme positions are those of
+    the condition before ``<bo_audio>`` (the interleaved layout's tokens inside the audio span are not)."""
+    before_audio = (batch.tokens == lm.layout.begin["audio"]).cumsum(1) == 0
+    text = batch.valid & (batch.tokens >= lm.layout.offset) & before_audio
     frame = batch.valid & (batch.modality == lm.layout.modalities.index("audio"))
     return text, frame
 

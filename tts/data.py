@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from tts.manifests import Utterance
 from tts.patch import to_items
+from tts.script import check_durations, item_durations, target_script
 
 
 class LatentEncoder(Protocol):
@@ -184,7 +185,10 @@ class PromptTargetDataset(torch.utils.data.Dataset):
     """Items pair a prompt and a target of the same speaker. With probability ``p_prefix`` (or when the
     speaker has one utterance) the prompt is a prefix of the target utterance (3 s continuation: phonemes are
     the whole text, target latents the rest); otherwise another utterance of the same speaker (cross-sentence:
-    phonemes are prompt text + target text). The choice is deterministic in (seed, epoch, index)."""
+    phonemes are prompt text + target text). The choice is deterministic in (seed, epoch, index).
+    ``durations`` ({id: frames per phoneme symbol}, tts.durations) adds each item's target ``script``
+    (tts/script.py: the symbols the target says and their items) for the interleaved layout; rows without
+    durations are left out."""
 
     def __init__(
         self,
@@ -195,10 +199,18 @@ class PromptTargetDataset(torch.utils.data.Dataset):
         prefix_frames: tuple[int, int] = (20, 60),
         max_prompt_frames: int = 150,
         seed: int = 0,
+        durations: dict[str, list[int]] | None = None,
     ):
         self.rows = [r for r in rows if r.id in store and r.id in phoneme_ids]
+        if durations is not None:
+            self.rows = [r for r in self.rows if r.id in durations]
+            for r in self.rows:  # durations count VAE frames: the store's index holds those
+                check_durations(r.id, phoneme_ids[r.id], durations[r.id], store.index[r.id]["frames"])
+            self.durations = {r.id: item_durations(durations[r.id], store.patch) for r in self.rows}
+        else:
+            self.durations = None
         if not self.rows:
-            raise ValueError("no manifest row has both latents and phoneme ids")
+            raise ValueError("no manifest row has latents and phoneme ids (and durations, when given)")
         self.store, self.phonemes = store, phoneme_ids
         self.p_prefix, self.prefix_frames, self.max_prompt_frames = p_prefix, prefix_frames, max_prompt_frames
         self.seed, self.epoch = seed, 0
@@ -211,8 +223,10 @@ class PromptTargetDataset(torch.utils.data.Dataset):
 
     @property
     def lengths(self) -> list[int]:
-        """Per item: target frames + phoneme tokens (what the bucket sampler balances)."""
-        return [self.store.frames(r.id) + len(self.phonemes[r.id]) for r in self.rows]
+        """Per item: target frames + phoneme tokens, twice with durations (the interleaved layout repeats them
+        inside the audio): what the bucket sampler balances."""
+        k = 1 if self.durations is None else 2
+        return [self.store.frames(r.id) + k * len(self.phonemes[r.id]) for r in self.rows]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -225,38 +239,56 @@ class PromptTargetDataset(torch.utils.data.Dataset):
         lo, hi = self.prefix_frames
         if (not others or rng.random() < self.p_prefix) and z.shape[0] > lo + 1:
             k = rng.randint(lo, min(hi, z.shape[0] - 1))  # prompt = first k frames
-            return {
-                "id": r.id,
-                "prompt_id": r.id,
-                "mode": "prefix",
-                "phonemes": torch.tensor(self.phonemes[r.id]),
-                "prompt_latents": z[:k],
-                "target_latents": z[k:],
-            }
+            return self._scripted(
+                r.id,
+                k,
+                {
+                    "id": r.id,
+                    "prompt_id": r.id,
+                    "mode": "prefix",
+                    "phonemes": torch.tensor(self.phonemes[r.id]),
+                    "prompt_latents": z[:k],
+                    "target_latents": z[k:],
+                },
+            )
         if not others:  # too short for a prefix and nobody else: the target is its own prompt-free item
-            return {
-                "id": r.id,
-                "prompt_id": None,
-                "mode": "none",
-                "phonemes": torch.tensor(self.phonemes[r.id]),
-                "prompt_latents": z[:0],
-                "target_latents": z,
-            }
+            return self._scripted(
+                r.id,
+                0,
+                {
+                    "id": r.id,
+                    "prompt_id": None,
+                    "mode": "none",
+                    "phonemes": torch.tensor(self.phonemes[r.id]),
+                    "prompt_latents": z[:0],
+                    "target_latents": z,
+                },
+            )
         # Prompts that fit whole: a cut prompt would pair its full transcript with part of its audio.
         fitting = [j for j in others if self.store.frames(self.rows[j].id) <= self.max_prompt_frames]
         p = self.rows[rng.choice(fitting or others)]
         zp = self.store.get(p.id)[: self.max_prompt_frames]
         ph = self.phonemes[p.id] + [_SPACE] + self.phonemes[r.id]
-        return {
-            "id": r.id,
-            "prompt_id": p.id,
-            "mode": "speaker",
-            "phonemes": torch.tensor(ph),
-            "prompt_latents": zp,
-            "target_latents": z,
-            # text/audio anchor for the alignment loss: prompt text (+ joining space) <-> prompt audio
-            "align_split": (len(self.phonemes[p.id]) + 1, zp.shape[0]) if fitting else None,
-        }
+        return self._scripted(
+            r.id,
+            0,
+            {
+                "id": r.id,
+                "prompt_id": p.id,
+                "mode": "speaker",
+                "phonemes": torch.tensor(ph),
+                "prompt_latents": zp,
+                "target_latents": z,
+                # text/audio anchor for the alignment loss: prompt text (+ joining space) <-> prompt audio
+                "align_split": (len(self.phonemes[p.id]) + 1, zp.shape[0]) if fitting else None,
+            },
+        )
+
+    def _scripted(self, uid: str, start: int, item: dict) -> dict:
+        """Add the target's script (the utterance's symbols from item ``start`` on) when durations are known."""
+        if self.durations is not None:
+            item["script"] = target_script(self.phonemes[uid], self.durations[uid], start)
+        return item
 
 
 _SPACE = 1  # id of " " in the front end's vocabulary (tts.frontend.Vocab: symbols[1] == " ")
@@ -281,6 +313,7 @@ def collate(items: list[dict]) -> dict:
         pm[b, : len(x["phonemes"])] = True
     out["phonemes"], out["phoneme_mask"] = ph, pm
     out["align_split"] = [x.get("align_split") for x in items]  # (text, audio) anchor or None per row
+    out["script"] = [x.get("script") for x in items]  # (ids [S], items [S]) of the target, or None per row
     for key in ("prompt", "target"):
         T = max(x[f"{key}_latents"].shape[0] for x in items)
         z = torch.zeros(B, T, D)

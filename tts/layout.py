@@ -6,6 +6,14 @@ One sequence per utterance (VALL-E style, DESIGN.md):
 
     <bos> phonemes(prompt text + " " + target text) <bo_audio> latents(prompt) latents(target) <eo_audio>
 
+Interleaved layout (``TTSConfig.interleave``, tts/script.py): the target latents are written as each target
+phoneme symbol's token followed by its frames (ELLA-V), so the symbol being said sits right before its frames:
+
+    <bos> phonemes(prompt + " " + target) <bo_audio> latents(prompt) ph_1 f f ph_2 f ... ph_S f f <eo_audio>
+
+The interleaved tokens weigh 1 (the LM head learns when the next symbol starts; at inference the symbol is
+forced and only its timing is the model's). Dropped rows read ``<null>`` in place of each interleaved token.
+
 Loss weights live on the predicted item (latentlm.sequence): phonemes 0, <bo_audio> 0 (pure condition),
 prompt latents ``prompt_loss_weight`` (default 0), target latents 1, <eo_audio> 1 (the LM head learns to stop).
 Condition dropout for classifier-free guidance replaces the whole phoneme span by one ``<null>`` token; the
@@ -59,14 +67,26 @@ def training_spans(
     target_latents: Tensor,
     prompt_loss_weight: float = 0.0,
     drop: bool = False,
+    script: tuple[Tensor, Tensor] | None = None,
 ) -> list[Span]:
-    """The whole training sequence with its loss weights (latents [Tp, D] / [Tt, D], already normalised)."""
+    """The whole training sequence with its loss weights (latents [Tp, D] / [Tt, D], already normalised).
+    ``script`` (ids [S], items [S], summing to Tt): interleave the target's phoneme tokens (module docstring)."""
     spans = prefix_spans(lm, phonemes, prompt_latents, drop)
     spans[-1].weight = float(prompt_loss_weight)
-    return spans + [
-        Latents(MODALITY, target_latents, weight=1.0),
-        Tokens(torch.tensor([lm.layout.end[MODALITY]]), weight=1.0),
-    ]
+    end = Tokens(torch.tensor([lm.layout.end[MODALITY]]), weight=1.0)
+    if script is None:
+        return spans + [Latents(MODALITY, target_latents, weight=1.0), end]
+    ids, items = script
+    if int(items.sum()) != target_latents.shape[0]:
+        raise ValueError(f"script covers {int(items.sum())} items, the target has {target_latents.shape[0]}")
+    toks = torch.full_like(ids, lm.layout.null) if drop else lm.layout.text(ids)
+    t = 0
+    for tok, n in zip(toks.tolist(), items.tolist()):
+        spans.append(Tokens(torch.tensor([tok]), weight=1.0))
+        if n:
+            spans.append(Latents(MODALITY, target_latents[t : t + n], weight=1.0))
+            t += n
+    return spans + [end]
 
 
 def noisy_normalised(lm: LatentLM, mus: list[Tensor], noise_scale: float, generator: torch.Generator | None):
@@ -100,6 +120,7 @@ def training_batch(
     the audio history is left; tts.ctc uses such rows). Every random draw comes from ``generator`` in row order,
     so a batch is a pure function of its seed."""
     ph, ph_mask = collated["phonemes"], collated["phoneme_mask"]  # [B, N]
+    scripts = collated.get("script") or [None] * ph.shape[0]
     zp, zp_mask = collated["prompt_latents"], collated["prompt_mask"]  # [B, Tp, D], [B, Tp]
     zt, zt_mask = collated["target_latents"], collated["target_mask"]  # [B, Tt, D], [B, Tt]
     seqs = []
@@ -108,7 +129,9 @@ def training_batch(
         prompt, target = noisy_normalised(
             lm, [zp[b][zp_mask[b]], zt[b][zt_mask[b]]], latent_noise_scale, generator
         )
-        seqs.append(training_spans(lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop))
+        seqs.append(
+            training_spans(lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop, scripts[b])
+        )
     batch = pack(seqs, lm.layout, lm.latent_dims)
     B = batch.tokens.shape[0]
     any_blind = blind is not None and any(blind)
@@ -134,13 +157,33 @@ def training_batch(
 
 
 def generation_prefix(
-    lm: LatentLM, phonemes: list[Sequence[int]], prompts: list[Tensor], cfg: float
+    lm: LatentLM,
+    phonemes: list[Sequence[int]],
+    prompts: list[Tensor],
+    cfg: float,
+    scripts: list[Sequence[int]] | None = None,
 ) -> tuple[Batch, Batch | None]:
     """Right-padded prefixes for ``LatentLM.generate`` (prompts: normalised [Tp, D] each) and, when
-    cfg != 1, the unconditional rows (phonemes replaced by ``<null>``)."""
+    cfg != 1, the unconditional rows (phonemes replaced by ``<null>``). ``scripts`` (interleaved layout: each
+    row's target phoneme ids): the first symbol's token ends the prefix (``<null>`` in the unconditional rows);
+    decode the rest with ``interleaved_script``."""
     dims = lm.latent_dims
-    cond = pack([prefix_spans(lm, p, z) for p, z in zip(phonemes, prompts)], lm.layout, dims)
-    if cfg == 1.0:
-        return cond, None
-    uncond = pack([prefix_spans(lm, p, z, drop=True) for p, z in zip(phonemes, prompts)], lm.layout, dims)
-    return cond, uncond
+
+    def rows(drop: bool) -> list[list[Span]]:
+        out = [prefix_spans(lm, p, z, drop) for p, z in zip(phonemes, prompts)]
+        if scripts is not None:
+            for spans, sc in zip(out, scripts):
+                if len(sc) == 0:
+                    raise ValueError("empty script")
+                first = lm.layout.null if drop else int(lm.layout.text([sc[0]])[0])
+                spans.append(Tokens(torch.tensor([first]), weight=0.0))
+        return out
+
+    cond = pack(rows(False), lm.layout, dims)
+    return cond, (None if cfg == 1.0 else pack(rows(True), lm.layout, dims))
+
+
+def interleaved_script(lm: LatentLM, scripts: list[Sequence[int]]) -> list[Tensor]:
+    """What ``LatentLM.generate(script=...)`` still has to emit after ``generation_prefix(scripts=...)``: each
+    row's target phoneme tokens but the first, as layout ids (read as ``<null>`` by the unconditional rows)."""
+    return [lm.layout.text(list(sc)[1:]) for sc in scripts]

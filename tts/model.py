@@ -40,7 +40,7 @@ from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.transformer import TransformerConfig
 from tts.frontend import Frontend
-from tts.layout import MODALITY, SPACE_ID, generation_prefix
+from tts.layout import MODALITY, SPACE_ID, generation_prefix, interleaved_script
 from tts.patch import to_frames, to_items
 from vocoder_vae.audio import prepare
 from vocoder_vae.model import AudioVAE
@@ -70,6 +70,9 @@ class TTSConfig:
     # VAE frames per sequence item (tts/patch.py): the model reads and predicts this many frames at once, so the
     # trunk steps at frame_rate / patch; the audio head's latent_dim is patch x the VAE's latent dim
     patch: int = 1
+    # ELLA-V interleaved layout (tts/layout.py, tts/script.py): each target phoneme token sits right before its
+    # frames; training needs per-symbol durations (tts.durations), synthesis forces the symbols in order
+    interleave: bool = False
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -140,6 +143,7 @@ class _Job:
     prompt_text: str
     sentences: list[str]
     phonemes: list[list[int]]  # per sentence: prompt phonemes + " " + sentence phonemes
+    scripts: list[list[int]]  # per sentence: the sentence's phonemes (what the target says)
     caps: list[int]  # per sentence: frame cap (generated frames)
     floors: list[int]  # per sentence: generated frames before <eo_audio> is accepted
     timings: dict
@@ -289,6 +293,11 @@ class TTS:
                 raise TTSInputError(
                     "continuation mode takes the whole utterance as text; leave prompt_text None"
                 )
+            if self.cfg.interleave:
+                raise TTSInputError(
+                    "continuation mode is not available for an interleaved-layout model (it would need the "
+                    "prompt's phoneme alignment); pass the prompt's transcript as prompt_text instead"
+                )
             ph = self._encode_text(text, "text")
             prompt = self._prompt_latents(wav)
             cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
@@ -296,7 +305,9 @@ class TTS:
             timings["prepare_s"] = time.perf_counter() - t0
             # the output starts with the prompt audio the items hold (patch > 1 drops a few tail frames)
             kept = wav[: prompt.shape[0] * self.cfg.patch * self.vae.hop]
-            return _Job(prompt, "", [text], [ph], [cap], [max(floor, 0)], timings, continuation_audio=kept)
+            return _Job(
+                prompt, "", [text], [ph], [ph], [cap], [max(floor, 0)], timings, continuation_audio=kept
+            )
         if prompt_text is None:
             t1 = time.perf_counter()
             prompt_text = self.transcribe(wav)
@@ -309,15 +320,16 @@ class TTS:
             raise TTSInputError("prompt_text is empty; pass None to transcribe the prompt automatically")
         sentences = self.frontend.split_sentences(text, self.cfg.sentence_max_chars)
         prompt_ph = self._encode_text(prompt_text, "prompt_text")
-        phonemes, caps, floors = [], [], []
+        phonemes, scripts, caps, floors = [], [], [], []
         for s in sentences:
             ph = self._encode_text(s, "text")
             phonemes.append(prompt_ph + [SPACE_ID] + ph)
+            scripts.append(ph)
             caps.append(self.frame_cap(len(ph), max_seconds))
             floors.append(self.frame_floor(len(ph), caps[-1]))
         prompt = self._prompt_latents(wav)
         timings["prepare_s"] = time.perf_counter() - t0
-        return _Job(prompt, prompt_text, sentences, phonemes, caps, floors, timings)
+        return _Job(prompt, prompt_text, sentences, phonemes, scripts, caps, floors, timings)
 
     # ------------------------------------------------------------------ decoding
     def _generator(self, seed: int, sentence: int) -> torch.Generator:
@@ -325,13 +337,18 @@ class TTS:
         the same noise whether it is synthesized alone, streamed, or decoded in a batch with others."""
         return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
 
-    def _frames(self, phonemes, prompts, caps, floors, steps, cfg, temperature, generator) -> Iterator[tuple]:
-        """Decode rows together; yields (row, latent [D] normalised | None, stop reason | None) as they come."""
+    def _frames(
+        self, phonemes, scripts, prompts, caps, floors, steps, cfg, temperature, generator
+    ) -> Iterator[tuple]:
+        """Decode rows together; yields (row, latent [D] normalised | None, stop reason | None) as they come.
+        scripts: per row the target's phonemes (read by the interleaved layout only)."""
         if steps < 1:
             raise TTSInputError(f"steps must be >= 1, got {steps}")
         if cfg < 0 or temperature < 0:
             raise TTSInputError(f"cfg and temperature must be >= 0, got cfg={cfg}, temperature={temperature}")
-        prefix, uncond = generation_prefix(self.lm, phonemes, prompts, cfg)
+        scripts = scripts if self.cfg.interleave else None
+        prefix, uncond = generation_prefix(self.lm, phonemes, prompts, cfg, scripts)
+        rest = interleaved_script(self.lm, scripts) if scripts is not None else None
         end = self.lm.layout.end[MODALITY]
         count = [0] * len(caps)
         done = [False] * len(caps)
@@ -339,8 +356,10 @@ class TTS:
         floor = [len(p) + f for p, f in zip(prompts, floors)]
         it = self.lm.generate_stream(
             prefix,
-            max_new=max(caps),
+            max_new=max(caps) + (max(len(x) for x in rest) if rest is not None else 0),
             min_latents=floor,
+            script=rest,
+            script_uncond=self.lm.layout.null if rest is not None else None,
             steps=steps,
             cfg=cfg,
             uncond=uncond,
@@ -423,11 +442,13 @@ class TTS:
         t0 = time.perf_counter()
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation)
         pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
-        for k, (ph, cap, fl) in enumerate(zip(job.phonemes, job.caps, job.floors)):
+        for k, (ph, sc, cap, fl) in enumerate(zip(job.phonemes, job.scripts, job.caps, job.floors)):
             t1 = time.perf_counter()
             lat, stop = [], "eos"
             g = [self._generator(seed, k)]
-            for _, z, reason in self._frames([ph], [job.prompt], [cap], [fl], steps, cfg, temperature, g):
+            for _, z, reason in self._frames(
+                [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g
+            ):
                 if z is not None:
                     lat.append(z)
                 else:
@@ -458,15 +479,15 @@ class TTS:
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
-        for i, (ph, cap, fl) in enumerate(zip(job.phonemes, job.caps, job.floors)):
+        for i, (ph, sc, cap, fl) in enumerate(zip(job.phonemes, job.scripts, job.caps, job.floors)):
             if i:
                 yield self._pause()
 
-            def latent_chunks(ph=ph, cap=cap, fl=fl, i=i) -> Iterator[Tensor]:
+            def latent_chunks(ph=ph, sc=sc, cap=cap, fl=fl, i=i) -> Iterator[Tensor]:
                 g = [self._generator(seed, i)]
                 buf, want = [], first_chunk_frames
                 for _, z, _reason in self._frames(
-                    [ph], [job.prompt], [cap], [fl], steps, cfg, temperature, g
+                    [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g
                 ):
                     if z is None:
                         continue
@@ -541,10 +562,11 @@ class TTS:
                 part = group[a : a + batch_size]
                 g = [self._generator(seed, s) for _, s, _, seed in part]  # one per row, as in synthesize
                 ph = [prepared[i].phonemes[s] for i, s, _, _ in part]
+                sc = [prepared[i].scripts[s] for i, s, _, _ in part]
                 pr = [prepared[i].prompt for i, _, _, _ in part]
                 caps = [prepared[i].caps[s] for i, s, _, _ in part]
                 floors = [prepared[i].floors[s] for i, s, _, _ in part]
-                for r, z, reason in self._frames(ph, pr, caps, floors, *key, g):
+                for r, z, reason in self._frames(ph, sc, pr, caps, floors, *key, g):
                     k = part[r][:2]
                     if z is not None:
                         lat.setdefault(k, []).append(z)

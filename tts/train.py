@@ -70,6 +70,8 @@ class DataConfig:
     prefix_frames: list[int] = field(default_factory=lambda: [20, 60])
     max_prompt_frames: int = 150
     num_samples: int = 2  # validation prompts rendered to TensorBoard
+    # frames per phoneme symbol ({id: [...]}, python -m tts.durations) for tts.interleave; "" = LATENTS/durations.json
+    durations: str = ""
     # > 0: micro-batches are laid out in this many worker processes, ahead of the training step (on a GPU,
     # where laying out ~60 rows on the host took as long as the step; on a CPU the cores are busy anyway)
     num_workers: int = 0
@@ -123,6 +125,10 @@ class TrainConfig:
             )
         if self.max_bad_steps < 1:
             raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
+        if self.tts.interleave and self.ctc_weight > 0:
+            raise ValueError(
+                "ctc_weight is for the prefix layout; the interleaved layout gives the phonemes per frame"
+            )
         if self.ctc_blind > 0 and self.ctc_weight == 0:
             raise ValueError("ctc_blind needs ctc_weight > 0 (the blind rows are only read by the CTC loss)")
 
@@ -390,8 +396,24 @@ class Trainer:
                 f"no manifest row has latents in {c.latents} (and <= {c.max_item_frames} frames)"
             )
         ph = phoneme_cache(rows, Path(c.latents), self.frontend, self.rank)
+        durations = None
+        if self.cfg.tts.interleave:
+            path = Path(c.durations or Path(c.latents) / "durations.json")
+            if not path.exists():
+                raise ValueError(
+                    f"tts.interleave needs phoneme durations at {path}: run python -m tts.durations --latents "
+                    f"{c.latents}"
+                )
+            durations = json.loads(path.read_text())
         self.ds = PromptTargetDataset(
-            rows, store, ph, c.p_prefix, tuple(c.prefix_frames), c.max_prompt_frames, seed=self.cfg.seed
+            rows,
+            store,
+            ph,
+            c.p_prefix,
+            tuple(c.prefix_frames),
+            c.max_prompt_frames,
+            seed=self.cfg.seed,
+            durations=durations,
         )
         too_long = [i for i, n in enumerate(self.ds.lengths) if n > c.max_frames]
         if too_long:

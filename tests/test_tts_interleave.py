@@ -1,0 +1,178 @@
+"""The interleaved (ELLA-V) layout: scripts, training sequences, script-forced decoding, synthesis, training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentlm.config import load_config
+from tts.data import LatentStore, PromptTargetDataset, collate
+from tts.frontend import Frontend
+from tts.layout import MODALITY, generation_prefix, interleaved_script, training_batch
+from tts.manifests import read_jsonl
+from tts.model import TTS, TTSInputError
+from tts.script import item_durations, target_script
+from tts.testing import make_tiny_corpus, make_tiny_tts, write_tiny_recipe
+from tts.train import TrainConfig, Trainer, phoneme_cache
+
+
+def test_target_script_keeps_what_is_left_to_say():
+    ids, dur = [5, 6, 7, 8, 9], [3, 0, 2, 0, 4]  # frame ends 3, 3, 5, 5, 9
+    s_ids, s_d = target_script(ids, dur, 0)
+    assert s_ids.tolist() == ids and s_d.tolist() == dur
+    s_ids, s_d = target_script(ids, dur, 2)  # mid symbol 5: one frame of it is left
+    assert s_ids.tolist() == ids and s_d.tolist() == [1, 0, 2, 0, 4]
+    s_ids, s_d = target_script(ids, dur, 3)  # at the end of symbol 5: the empty symbol 6 comes next
+    assert s_ids.tolist() == [6, 7, 8, 9] and s_d.tolist() == [0, 2, 0, 4]
+    s_ids, s_d = target_script(ids, dur, 6)
+    assert s_ids.tolist() == [9] and s_d.tolist() == [3]
+    with pytest.raises(ValueError, match="outside"):
+        target_script(ids, dur, 10)
+
+
+def test_item_durations_regroup_frames_and_keep_the_total():
+    dur = [3, 0, 2, 1, 4]  # 10 frames -> 5 items of 2
+    items = item_durations(dur, 2)
+    assert sum(items) == 5 and all(d >= 0 for d in items) and len(items) == 5
+    assert item_durations([1, 1, 1], 2) == [0, 1, 0]  # 3 frames -> 1 item; the middle symbol holds it
+    assert item_durations(dur, 1) == dur
+
+
+@pytest.fixture(scope="module")
+def tts():
+    torch.set_num_threads(1)
+    return make_tiny_tts(seed=0, interleave=True)
+
+
+def test_training_sequence_puts_each_symbol_before_its_frames(tts):
+    lm, lay = tts.lm, tts.lm.layout
+    D = lm.latent_dims[MODALITY]
+    script = (torch.tensor([10, 11, 12]), torch.tensor([2, 0, 3]))
+    collated = {
+        "phonemes": torch.tensor([[3, 4, 1, 10, 11, 12]]),
+        "phoneme_mask": torch.ones(1, 6, dtype=torch.bool),
+        "prompt_latents": torch.randn(1, 4, D),
+        "prompt_mask": torch.ones(1, 4, dtype=torch.bool),
+        "target_latents": torch.randn(1, 5, D),
+        "target_mask": torch.ones(1, 5, dtype=torch.bool),
+        "script": [script],
+    }
+    b = training_batch(lm, collated, p_uncond=0.0, latent_noise_scale=0.0)
+    names = [lay.name(int(t)) for t in b.tokens[0]]
+    after = names[names.index("<bo_audio>") + 1 :]
+    L = "<lat>"
+    assert after == [L] * 4 + ["10", L, L, "11", "12", L, L, L, "<eo_audio>"]
+    w = b.weight[0, names.index("<bo_audio>") + 1 :].tolist()
+    assert w == [0.0] * 4 + [1.0] * 9  # the prompt is context; symbols, frames and the end are trained
+    # the target latents keep their order around the tokens
+    lat = b.latents[0][b.modality[0] == 0][4:]
+    np.testing.assert_allclose(
+        lat.numpy(), lm.normalize(MODALITY, collated["target_latents"][0]).numpy(), atol=1e-6
+    )
+    dropped = training_batch(lm, collated, p_uncond=1.0, latent_noise_scale=0.0)
+    names = [lay.name(int(t)) for t in dropped.tokens[0]]
+    assert names.count("<null>") == 4 and "10" not in names  # condition and interleaved symbols dropped
+    collated["script"] = [(script[0], torch.tensor([2, 0, 2]))]
+    with pytest.raises(ValueError, match="covers 4 items"):
+        training_batch(lm, collated, p_uncond=0.0)
+
+
+def _decode(tts, script, bias_to: int, **kw):
+    lm, lay = tts.lm, tts.lm.layout
+    D = lm.latent_dims[MODALITY]
+    prompts = [torch.randn(3, D)]
+    prefix, uncond = generation_prefix(lm, [[3, 4, 1] + script], prompts, kw.get("cfg", 1.0), [script])
+    saved = lm.lm_head.weight.detach().clone()
+    with torch.no_grad():  # the untrained head is made to want one token above all
+        lm.lm_head.weight.zero_()
+        lm.lm_head.weight[bias_to] = 50.0 * torch.sign(lm(prefix)[0, -1])
+    try:
+        [out] = lm.generate(
+            prefix,
+            uncond=uncond,
+            script=interleaved_script(lm, [script]),
+            script_uncond=lay.null,
+            steps=2,
+            generator=torch.Generator().manual_seed(0),
+            **kw,
+        )
+    finally:
+        with torch.no_grad():
+            lm.lm_head.weight.copy_(saved)
+    return [lay.name(x) if isinstance(x, int) else "<lat>" for x in out]
+
+
+def test_decoding_says_every_symbol_in_order_before_it_may_stop(tts):
+    lay = tts.lm.layout
+    # a model that wants to stop at once still has to emit the rest of the script first
+    out = _decode(tts, [10, 11, 12], lay.end[MODALITY], max_new=20, cfg=2.0)
+    assert [x for x in out if x != "<lat>"] == ["11", "12", "<eo_audio>"]
+    # a model that never wants to advance is stopped by the cap, script or not
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=20, max_latents=3 + 4)
+    assert out == ["<lat>"] * 4 + ["<eo_audio>"]  # 3 prompt latents + 4 new = the cap
+
+
+def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
+    wav = real_speech_dir / "dev" / "coqui__LJ001-0001.wav"
+    kw = dict(prompt_text="Printing, in the only sense", max_seconds=0.8, seed=1, steps=2)
+    res = tts.synthesize("Hello there.", wav, **kw)
+    assert 0 < res.info["frames"][0] <= 0.8 * 25 + 1 and len(res.audio) == res.info["frames"][0] * tts.vae.hop
+    chunks = list(tts.stream("Hello there.", wav, **kw))
+    np.testing.assert_allclose(np.concatenate(chunks), res.audio, atol=1e-5)
+    [batched] = tts.synthesize_batch([dict(text="Hello there.", prompt_audio=wav, **kw)])
+    np.testing.assert_allclose(batched.audio, res.audio, atol=1e-4)
+    with pytest.raises(TTSInputError, match="continuation"):
+        tts.synthesize("Printing, in the only sense", wav, continuation=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(real_speech_dir, tmp_path_factory):
+    c = make_tiny_corpus(real_speech_dir, tmp_path_factory.mktemp("tts_interleave_corpus"), n=4)
+    c["phonemes"] = phoneme_cache(read_jsonl(c["manifest"]), c["latents"], Frontend("en-us"), 0)
+    return c
+
+
+def _even_durations(corpus, phonemes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Frames spread evenly over the symbols (plumbing only: tts.durations measures real ones)."""
+    store = LatentStore(corpus["latents"])
+    out = {}
+    for uid, ids in phonemes.items():
+        T, S = store.frames(uid), len(ids)
+        ends = [round((i + 1) * T / S) for i in range(S)]
+        out[uid] = [e - s for s, e in zip([0] + ends[:-1], ends)]
+    return out
+
+
+def test_training_with_the_interleaved_layout_runs_and_exports(corpus, tmp_path):
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    cfg = load_config(TrainConfig, recipe, ["tts.interleave=true", "max_steps=2", "align.weight=0.5", "align.layers=[1]"])
+    tr = Trainer(cfg, resume=False)
+    rows = read_jsonl(corpus["manifest"])
+    with pytest.raises(ValueError, match="tts.durations"):
+        tr.setup_data(rows)
+    phonemes = corpus["phonemes"]
+    (corpus["latents"] / "durations.json").write_text(json.dumps(_even_durations(corpus, phonemes)))
+    tr.setup_data(rows)
+    items = [tr.ds[i] for i in range(len(tr.ds))]
+    for it in items:
+        ids, n = it["script"]
+        assert int(n.sum()) == it["target_latents"].shape[0]
+    assert "script" in collate(items)
+    logs = [tr.train_step() for _ in range(2)]
+    assert all(np.isfinite(x["diff_audio"]) and np.isfinite(x["lm"]) for x in logs)
+    rel = TTS.from_pretrained(tr.ema_tts().save_pretrained(tmp_path / "release"))
+    assert rel.cfg.interleave
+
+
+def test_durations_that_do_not_fit_are_refused(corpus):
+    store = LatentStore(corpus["latents"])
+    phonemes = corpus["phonemes"]
+    rows = read_jsonl(corpus["manifest"])
+    bad = _even_durations(corpus, phonemes)
+    uid = next(iter(bad))
+    bad[uid] = bad[uid][:-1]
+    with pytest.raises(ValueError, match="durations for"):
+        PromptTargetDataset(rows, store, phonemes, durations=bad)
