@@ -14,6 +14,7 @@ Grammar enforced by logit masks (the model is free everywhere else):
 - ``script`` (per row, optional): discrete tokens the open span must emit in this order between its latents
   (ELLA-V-style interleaved phonemes, tts/layout.py). The next one competes with ``<lat>``; the span may end only
   once the script is spent (or the cap is reached). Unconditional rows read ``script_uncond`` in their place.
+  ``script_max_run``: after this many latents since the last script token, the next one is forced.
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -124,6 +125,7 @@ def iterate(
     read_noise: float = 0.0,
     script: Sequence[Sequence[int] | Tensor] | None = None,
     script_uncond: int | None = None,
+    script_max_run: int | None = None,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
@@ -154,6 +156,7 @@ def iterate(
     # [B, S] script tokens, -1 after a row's last; pos [B]: the next one to emit
     scr = _script_tensor(script, b, lay.size, dev)
     pos = torch.zeros(b, dtype=torch.long, device=dev)
+    run = torch.zeros(b, dtype=torch.long, device=dev)  # latents since the row's last script token
     full = concat_batches(prefix, uncond.to(dev)) if use_cfg else prefix
     rows = full.tokens.shape[0]
     param = next(model.parameters())
@@ -207,6 +210,8 @@ def iterate(
                 allowed[hold, ends[open_m[hold]]] = False
                 rows_h = hold.nonzero().squeeze(-1)
                 allowed[rows_h, nxt[rows_h]] = True
+                if script_max_run is not None:
+                    allowed[hold & (run >= script_max_run), lay.lat] = False
             logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
         outside = ~in_span
         if outside.any():
@@ -239,6 +244,7 @@ def iterate(
             nxt = scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0]
             is_script = (pos < scr.shape[1]) & (tok == nxt) & ~finished & (open_m >= 0)
             pos = pos + is_script
+            run = torch.where(is_script, torch.zeros_like(run), run + is_lat)
         count = count + is_lat  # [B] long
         for t, mi in begins:
             opened = tok == t

@@ -113,6 +113,9 @@ def test_decoding_says_every_symbol_in_order_before_it_may_stop(tts):
     # a model that never wants to advance is stopped by the cap, script or not
     out = _decode(tts, [10, 11, 12], lay.lat, max_new=20, max_latents=3 + 4)
     assert out == ["<lat>"] * 4 + ["<eo_audio>"]  # 3 prompt latents + 4 new = the cap
+    # ... or, with a run limit, made to move on to the next symbol after that many latents on one
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=9, script_max_run=2)
+    assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<lat>"]
 
 
 def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
@@ -148,7 +151,9 @@ def _even_durations(corpus, phonemes: dict[str, list[int]]) -> dict[str, list[in
 
 def test_training_with_the_interleaved_layout_runs_and_exports(corpus, tmp_path):
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
-    cfg = load_config(TrainConfig, recipe, ["tts.interleave=true", "max_steps=2", "align.weight=0.5", "align.layers=[1]"])
+    cfg = load_config(
+        TrainConfig, recipe, ["tts.interleave=true", "max_steps=2", "align.weight=0.5", "align.layers=[1]"]
+    )
     tr = Trainer(cfg, resume=False)
     rows = read_jsonl(corpus["manifest"])
     with pytest.raises(ValueError, match="tts.durations"):

@@ -73,6 +73,7 @@ class TTSConfig:
     # ELLA-V interleaved layout (tts/layout.py, tts/script.py): each target phoneme token sits right before its
     # frames; training needs per-symbol durations (tts.durations), synthesis forces the symbols in order
     interleave: bool = False
+    max_symbol_seconds: float = 1.0  # interleaved synthesis: the next symbol is forced after this long on one
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -109,8 +110,8 @@ class TTSConfig:
             raise ValueError(
                 f"patch must be >= 1 and divide the audio latent_dim ({self.latent_dim}), got {self.patch}"
             )
-        if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0:
-            raise ValueError("frame_rate and max_frames_per_phoneme must be positive")
+        if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0 or self.max_symbol_seconds <= 0:
+            raise ValueError("frame_rate, max_frames_per_phoneme and max_symbol_seconds must be positive")
         if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
             raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
 
@@ -360,6 +361,7 @@ class TTS:
             min_latents=floor,
             script=rest,
             script_uncond=self.lm.layout.null if rest is not None else None,
+            script_max_run=max(1, round(self.cfg.max_symbol_seconds * self.cfg.frame_rate / self.cfg.patch)),
             steps=steps,
             cfg=cfg,
             uncond=uncond,
