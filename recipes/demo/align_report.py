@@ -170,6 +170,10 @@ def main() -> None:
     maps = []
     for rel in args.releases:
         tts = TTS.from_pretrained(rel)
+        if tts.cfg.interleave:  # its sequences carry each target symbol's token before its frames
+            raise SystemExit(
+                f"{rel}: an interleaved-layout model; this script builds prefix-layout sequences"
+            )
         data = items(tts, args.manifest, args.latents, args.items)
         m = band_mass(tts, data)
         best = m.max(1)

@@ -59,6 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     tts = TTS.from_pretrained(args.release)
+    if tts.cfg.interleave:  # its sequences carry each target symbol's token before its frames
+        raise SystemExit(
+            f"{args.release}: an interleaved-layout model; this script builds prefix-layout sequences"
+        )
     store = LatentStore(args.latents, patch=tts.cfg.patch)
     jobs = [json.loads(x) for x in Path(args.jobs).read_text().splitlines() if x.strip()]
     jobs = jobs[: args.items] if args.items else jobs
