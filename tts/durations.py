@@ -1,0 +1,107 @@
+"""Per-symbol durations for a whole latent store (tts/phone_hmm.py's aligner), for the interleaved layout.
+
+    python -m tts.durations --latents data/latents [--phonemes P.json] [--iterations 8] [--workers 2]
+
+Fits the flat-start aligner on every utterance with latents and phonemes and writes ``LATENTS/durations.json``
+({utterance id: frames per phoneme symbol}, summing to the utterance's frames) and ``aligner.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tts.data import LatentStore, _atomic_json
+from tts.frontend import Vocab
+from tts.phone_hmm import SYMBOLS, PhoneAligner, units
+
+# --- a latent store
+
+
+def align_store(
+    latent_dir: str | Path,
+    phonemes: dict[str, list[int]],
+    symbols: Sequence[str] = SYMBOLS,
+    iterations: int = 8,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[dict[str, list[int]], PhoneAligner]:
+    """Fit an aligner on every utterance with both latents (tts.data.LatentStore) and phonemes, then align
+    them all. Returns ({utterance id: frames per symbol}, the aligner)."""
+    store = LatentStore(latent_dir)
+    uids = sorted(u for u in phonemes if u in store)
+    if not uids:
+        raise ValueError(
+            f"durations: no utterance of the {len(phonemes)} phoneme rows has latents in {latent_dir}"
+        )
+    pairs = [(store.get(u), phonemes[u]) for u in uids]
+    aligner = PhoneAligner(symbols)
+    aligner.fit(pairs, iterations=iterations, progress=progress, workers=workers)
+    durations = aligner.align_many(pairs, workers=workers)
+    return {u: d.tolist() for u, d in zip(uids, durations)}, aligner
+
+
+def summarize(
+    durations: dict[str, list[int]], phonemes: dict[str, list[int]], symbols: Sequence[str] = SYMBOLS
+) -> dict:
+    """Utterances (and how many had fewer frames than phone units), phone units and their mean frames, pause
+    units and the fraction that got frames."""
+    phone, pause, fallback = [], [], 0
+    for uid, dur in durations.items():
+        us = units(phonemes[uid], symbols)
+        fallback += sum(not u.pause for u in us) > sum(dur)
+        for u in us:
+            (pause if u.pause else phone).append(dur[u.last])
+    return {
+        "utterances": len(durations),
+        "fallback": fallback,
+        "frames": int(sum(sum(d) for d in durations.values())),
+        "phone_units": len(phone),
+        "frames_per_phone": float(np.mean(phone)) if phone else 0.0,
+        "pause_units": len(pause),
+        "pauses_with_frames": float(np.mean([p > 0 for p in pause])) if pause else 0.0,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--latents", required=True, help="latent store folder (tts.data.LatentStore)")
+    ap.add_argument("--phonemes", help="{utterance id: [phoneme ids]} JSON (default: LATENTS/phonemes.json)")
+    ap.add_argument("--iterations", type=int, default=8)
+    ap.add_argument("--out", help="durations JSON (default: LATENTS/durations.json); aligner.json beside it")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    root = Path(args.latents)
+    phonemes = json.loads(Path(args.phonemes or root / "phonemes.json").read_text())
+    out = Path(args.out or root / "durations.json")
+    symbols = Vocab().symbols
+    t0 = time.time()
+    durations, aligner = align_store(root, phonemes, symbols, args.iterations, args.workers)
+    _atomic_json(durations, out)
+    _atomic_json(aligner.to_dict(), out.with_name("aligner.json"))
+    s = summarize(durations, phonemes, symbols)
+    print(
+        f"durations: {s['utterances']} utterances ({len(phonemes) - s['utterances']} without latents skipped), "
+        f"{s['frames']} frames; {s['phone_units']} phone units, {s['frames_per_phone']:.2f} frames each; "
+        f"{s['pause_units']} pause units, {100 * s['pauses_with_frames']:.1f}% with frames; "
+        f"{s['fallback']} utterances had fewer frames than phone units"
+    )
+    print(
+        "durations: log-likelihood per frame, flat start then each iteration: "
+        + " ".join(f"{h:.3f}" for h in aligner.history)
+    )
+    print(f"durations: wrote {out} and {out.with_name('aligner.json')} in {time.time() - t0:.0f} s")
+    if any(b < a - 1e-6 for a, b in zip(aligner.history, aligner.history[1:])):
+        sys.exit("durations: the log-likelihood fell during training (a bug)")
+
+
+if __name__ == "__main__":
+    main()
