@@ -14,7 +14,8 @@ Grammar enforced by logit masks (the model is free everywhere else):
 - ``script`` (per row, optional): discrete tokens the open span must emit in this order between its latents
   (ELLA-V-style interleaved phonemes, tts/layout.py). The next one competes with ``<lat>``; the span may end only
   once the script is spent (or the cap is reached). Unconditional rows read ``script_uncond`` in their place.
-  ``script_max_run``: after this many latents since the last script token, the next one is forced.
+  ``script_max_run`` (one int, or per row one limit per script token plus one for after the last): after this
+  many latents since the last script token the next one is forced (after the last: the span's end).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -90,6 +91,25 @@ def _script_tensor(script, b: int, vocab: int, dev) -> Tensor:
     return out.to(dev)
 
 
+def _run_limits(script_max_run, scr: Tensor, dev) -> Tensor | None:
+    """``script_max_run`` -> [B, S + 1] long (limit while saying script token s; the last column: after the
+    last token), or None."""
+    if script_max_run is None or scr.shape[1] == 0:
+        return None
+    b, S = scr.shape
+    if isinstance(script_max_run, int):
+        return torch.full((b, S + 1), script_max_run, dtype=torch.long, device=dev)
+    if len(script_max_run) != b:
+        raise ValueError(f"script_max_run: one list per row ({b}), got {len(script_max_run)}")
+    out = torch.full((b, S + 1), 1 << 30, dtype=torch.long)
+    for r, lim in enumerate(script_max_run):
+        n = int((scr[r] >= 0).sum())
+        if len(lim) != n + 1:
+            raise ValueError(f"script_max_run row {r}: {n} script tokens need {n + 1} limits, got {len(lim)}")
+        out[r, : n + 1] = torch.as_tensor(list(lim), dtype=torch.long)
+    return out.to(dev)
+
+
 def _sample_token(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
     """logits [B, V] (masked with -inf) -> [B]. temperature 0 = greedy."""
     if temperature <= 0:
@@ -125,7 +145,7 @@ def iterate(
     read_noise: float = 0.0,
     script: Sequence[Sequence[int] | Tensor] | None = None,
     script_uncond: int | None = None,
-    script_max_run: int | None = None,
+    script_max_run: int | Sequence[Sequence[int]] | None = None,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
@@ -157,6 +177,7 @@ def iterate(
     scr = _script_tensor(script, b, lay.size, dev)
     pos = torch.zeros(b, dtype=torch.long, device=dev)
     run = torch.zeros(b, dtype=torch.long, device=dev)  # latents since the row's last script token
+    limits = _run_limits(script_max_run, scr, dev)  # [B, S + 1] or None
     full = concat_batches(prefix, uncond.to(dev)) if use_cfg else prefix
     rows = full.tokens.shape[0]
     param = next(model.parameters())
@@ -210,8 +231,12 @@ def iterate(
                 allowed[hold, ends[open_m[hold]]] = False
                 rows_h = hold.nonzero().squeeze(-1)
                 allowed[rows_h, nxt[rows_h]] = True
-                if script_max_run is not None:
-                    allowed[hold & (run >= script_max_run), lay.lat] = False
+                if limits is not None:
+                    over = in_span & (run >= limits.gather(1, pos[:, None])[:, 0])  # [B]
+                    allowed[over & hold, lay.lat] = False  # say the next symbol ...
+                    done_over = over & ~pending  # ... or, after the last one, end the span
+                    allowed[done_over, lay.lat] = False
+                    allowed[done_over, ends[open_m[done_over]]] = True
             logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
         outside = ~in_span
         if outside.any():

@@ -115,7 +115,9 @@ def test_decoding_says_every_symbol_in_order_before_it_may_stop(tts):
     assert out == ["<lat>"] * 4 + ["<eo_audio>"]  # 3 prompt latents + 4 new = the cap
     # ... or, with a run limit, made to move on to the next symbol after that many latents on one
     out = _decode(tts, [10, 11, 12], lay.lat, max_new=9, script_max_run=2)
-    assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<lat>"]
+    assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, script_max_run=[[1, 3, 2]])  # per symbol
+    assert out == ["<lat>", "11", "<lat>", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
 
 
 def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):

@@ -42,6 +42,7 @@ from latentlm.transformer import TransformerConfig
 from tts.frontend import Frontend
 from tts.layout import MODALITY, SPACE_ID, generation_prefix, interleaved_script
 from tts.patch import to_frames, to_items
+from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
 from vocoder_vae.audio import prepare
 from vocoder_vae.model import AudioVAE
 
@@ -73,7 +74,10 @@ class TTSConfig:
     # ELLA-V interleaved layout (tts/layout.py, tts/script.py): each target phoneme token sits right before its
     # frames; training needs per-symbol durations (tts.durations), synthesis forces the symbols in order
     interleave: bool = False
-    max_symbol_seconds: float = 1.0  # interleaved synthesis: the next symbol is forced after this long on one
+    # interleaved synthesis: the next symbol (after the last one: the end) is forced after this long on a phone /
+    # on a pause (99% of the aligned training phones take <= 6 frames, pauses <= 21)
+    max_phone_seconds: float = 0.4
+    max_pause_seconds: float = 1.0
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -110,8 +114,14 @@ class TTSConfig:
             raise ValueError(
                 f"patch must be >= 1 and divide the audio latent_dim ({self.latent_dim}), got {self.patch}"
             )
-        if self.frame_rate <= 0 or self.max_frames_per_phoneme <= 0 or self.max_symbol_seconds <= 0:
-            raise ValueError("frame_rate, max_frames_per_phoneme and max_symbol_seconds must be positive")
+        if (
+            self.frame_rate <= 0
+            or self.max_frames_per_phoneme <= 0
+            or min(self.max_phone_seconds, self.max_pause_seconds) <= 0
+        ):
+            raise ValueError(
+                "frame_rate, max_frames_per_phoneme, max_phone_seconds and max_pause_seconds must be positive"
+            )
         if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
             raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
 
@@ -361,7 +371,7 @@ class TTS:
             min_latents=floor,
             script=rest,
             script_uncond=self.lm.layout.null if rest is not None else None,
-            script_max_run=max(1, round(self.cfg.max_symbol_seconds * self.cfg.frame_rate / self.cfg.patch)),
+            script_max_run=None if scripts is None else [self._run_limits(sc) for sc in scripts],
             steps=steps,
             cfg=cfg,
             uncond=uncond,
@@ -389,6 +399,14 @@ class TTS:
             if all(done):
                 it.close()
                 return
+
+    def _run_limits(self, script: list[int]) -> list[int]:
+        """Items a symbol of the script may take before the next is forced (tts.layout.interleaved_script's
+        limits: one per symbol; the first symbol sits in the prefix, the last one is followed by the end)."""
+        items = self.cfg.frame_rate / self.cfg.patch
+        phone = max(1, round(self.cfg.max_phone_seconds * items))
+        pause = max(1, round(self.cfg.max_pause_seconds * items))
+        return [pause if self.frontend.vocab.symbols[i] in PAUSE_SYMBOLS else phone for i in script]
 
     def _vae_frames(self, items: list[Tensor]) -> Tensor:
         """Generated items (normalised [patch * D] each) -> the VAE's latent frames [T * patch, D]."""
