@@ -16,6 +16,7 @@ Grammar enforced by logit masks (the model is free everywhere else):
   once the script is spent (or the cap is reached). Unconditional rows read ``script_uncond`` in their place.
   ``script_max_run`` (one int, or per row one limit per script token plus one for after the last): after this
   many latents since the last script token the next one is forced (after the last: the span's end).
+  ``script_bias`` is added to the next script token's logit (> 0: move on sooner).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -146,6 +147,7 @@ def iterate(
     script: Sequence[Sequence[int] | Tensor] | None = None,
     script_uncond: int | None = None,
     script_max_run: int | Sequence[Sequence[int]] | None = None,
+    script_bias: float = 0.0,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
@@ -231,6 +233,8 @@ def iterate(
                 allowed[hold, ends[open_m[hold]]] = False
                 rows_h = hold.nonzero().squeeze(-1)
                 allowed[rows_h, nxt[rows_h]] = True
+                if script_bias:
+                    logits[rows_h, nxt[rows_h]] += script_bias
                 if limits is not None:
                     over = in_span & (run >= limits.gather(1, pos[:, None])[:, 0])  # [B]
                     allowed[over & hold, lay.lat] = False  # say the next symbol ...

@@ -88,7 +88,8 @@ def _decode(tts, script, bias_to: int, **kw):
     saved = lm.lm_head.weight.detach().clone()
     with torch.no_grad():  # the untrained head is made to want one token above all
         lm.lm_head.weight.zero_()
-        lm.lm_head.weight[bias_to] = 50.0 * torch.sign(lm(prefix)[0, -1])
+        if bias_to is not None:
+            lm.lm_head.weight[bias_to] = 50.0 * torch.sign(lm(prefix)[0, -1])
     try:
         [out] = lm.generate(
             prefix,
@@ -118,6 +119,10 @@ def test_decoding_says_every_symbol_in_order_before_it_may_stop(tts):
     assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
     out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, script_max_run=[[1, 3, 2]])  # per symbol
     assert out == ["<lat>", "11", "<lat>", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
+    # an undecided head (all logits equal) stays on a symbol under greedy decoding; a bias moves it on
+    assert _decode(tts, [10, 11, 12], None, max_new=4, token_temperature=0.0) == ["<lat>"] * 4
+    out = _decode(tts, [10, 11, 12], None, max_new=4, token_temperature=0.0, script_bias=0.5)
+    assert out == ["11", "12", "<lat>", "<lat>"]
 
 
 def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):

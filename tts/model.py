@@ -75,9 +75,11 @@ class TTSConfig:
     # frames; training needs per-symbol durations (tts.durations), synthesis forces the symbols in order
     interleave: bool = False
     # interleaved synthesis: the next symbol (after the last one: the end) is forced after this long on a phone /
-    # on a pause (99% of the aligned training phones take <= 6 frames, pauses <= 21)
-    max_phone_seconds: float = 0.4
+    # on a pause. Aligned training phones: median 2 frames, 90% <= 3, 99% <= 6; pauses 99% <= 21. Greedy
+    # decoding otherwise lingers (docs/TTS.md "Interleaved phonemes": 4 frames said more words than 3 or 10)
+    max_phone_seconds: float = 0.16
     max_pause_seconds: float = 1.0
+    advance_bias: float = 0.0  # interleaved synthesis: added to the next symbol's logit (> 0: faster speech)
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -372,6 +374,7 @@ class TTS:
             script=rest,
             script_uncond=self.lm.layout.null if rest is not None else None,
             script_max_run=None if scripts is None else [self._run_limits(sc) for sc in scripts],
+            script_bias=self.cfg.advance_bias,
             steps=steps,
             cfg=cfg,
             uncond=uncond,
