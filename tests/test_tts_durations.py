@@ -237,3 +237,15 @@ def test_cli_writes_durations_for_a_latent_store(real, tmp_path, capsys):
     )
     model = PhoneAligner.from_dict(json.loads((tmp_path / "lat" / "aligner.json").read_text()))
     assert len(model.history) == 4
+    # --manifest phonemizes the texts into the store's phonemes.json first (the cache tts.train reads)
+    from tts.manifests import write_jsonl
+
+    (tmp_path / "lat" / "phonemes.json").unlink()
+    write_jsonl(rows, tmp_path / "m.jsonl")
+    main(["--latents", str(tmp_path / "lat"), "--manifest", str(tmp_path / "m.jsonl"), "--iterations", "2"])
+    assert "6 utterances (0 without latents skipped)" in capsys.readouterr().out
+    cached = json.loads((tmp_path / "lat" / "phonemes.json").read_text())
+    assert cached == {u: v for u, v in phonemes.items() if u != "no-latents"}
+    with pytest.raises(SystemExit, match="--manifest"):
+        (tmp_path / "lat" / "phonemes.json").unlink()
+        main(["--latents", str(tmp_path / "lat")])

@@ -1,6 +1,6 @@
 """Per-symbol durations for a whole latent store (tts/phone_hmm.py's aligner), for the interleaved layout.
 
-    python -m tts.durations --latents data/latents [--phonemes P.json] [--iterations 8] [--workers 2]
+    python -m tts.durations --latents data/latents --manifest data/corpus/train.jsonl [--iterations 8]
 
 Fits the flat-start aligner on every utterance with latents and phonemes and writes ``LATENTS/durations.json``
 ({utterance id: frames per phoneme symbol}, summing to the utterance's frames) and ``aligner.json`` beside it.
@@ -74,13 +74,30 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--latents", required=True, help="latent store folder (tts.data.LatentStore)")
     ap.add_argument("--phonemes", help="{utterance id: [phoneme ids]} JSON (default: LATENTS/phonemes.json)")
+    ap.add_argument(
+        "--manifest",
+        action="append",
+        default=[],
+        help="phonemize these manifests' texts into LATENTS/phonemes.json first (the cache tts.train reads)",
+    )
+    ap.add_argument("--language", default="en-us", help="espeak-ng voice for --manifest (the model's)")
     ap.add_argument("--iterations", type=int, default=8)
     ap.add_argument("--out", help="durations JSON (default: LATENTS/durations.json); aligner.json beside it")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     root = Path(args.latents)
-    phonemes = json.loads(Path(args.phonemes or root / "phonemes.json").read_text())
+    if args.manifest:
+        from tts.frontend import Frontend
+        from tts.manifests import read_jsonl
+        from tts.train import phoneme_cache
+
+        rows = [r for m in args.manifest for r in read_jsonl(m)]
+        phoneme_cache(rows, root, Frontend(args.language))
+    ph_path = Path(args.phonemes or root / "phonemes.json")
+    if not ph_path.exists():
+        sys.exit(f"durations: no {ph_path}; pass --manifest TRAIN.jsonl to phonemize the texts")
+    phonemes = json.loads(ph_path.read_text())
     out = Path(args.out or root / "durations.json")
     symbols = Vocab().symbols
     t0 = time.time()

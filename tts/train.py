@@ -402,7 +402,7 @@ class Trainer:
             if not path.exists():
                 raise ValueError(
                     f"tts.interleave needs phoneme durations at {path}: run python -m tts.durations --latents "
-                    f"{c.latents}"
+                    f"{c.latents} --manifest {c.manifest}"
                 )
             durations = json.loads(path.read_text())
         self.ds = PromptTargetDataset(

@@ -69,6 +69,8 @@ vae = AudioVAE.from_pretrained(vae_dir, device="cuda")
 extract_latents(read_jsonl(f"{work}/corpus/train.jsonl"), vae, f"{work}/latents", progress=False)
 PYEOF
 
+"$PY" -m tts.durations --latents "$WORK/latents" --manifest "$WORK/corpus/train.jsonl" --workers 8  # interleave
+
 echo "== 4/4 TTS"
 "$PY" -m tts.train recipes/demo/tts_small.yaml data.manifest="$WORK/corpus/train.jsonl" \
   data.latents="$WORK/latents" data.valid_manifest="$WORK/corpus/valid.jsonl" vae="$OUT/vae_release" \

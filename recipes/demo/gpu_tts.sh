@@ -30,6 +30,8 @@ if [[ "${1:-}" == "--pack" ]]; then
   PACK="${2:?usage: gpu_tts.sh --pack PACK [LATENTS] [MANIFEST]}"
   LAT="${3:-data/latents}" MAN="${4:-data/corpus/train.jsonl}" INIT="${INIT:-checkpoints/tts_demo}"
   mkdir -p "$PACK/wheels"
+  # frames per phoneme symbol for the recipe's interleaved layout (travels with the latents)
+  [[ -f "$LAT/durations.json" ]] || "$PY" -m tts.durations --latents "$LAT" --manifest "$MAN"
   "$PY" recipes/demo/transit_dtype.py "$LAT" "$PACK/latents" float16
   "$PY" recipes/demo/transit_dtype.py "${VAE:-checkpoints/vae_small}" "$PACK/vae" float16
   if [[ "$INIT" != "none" ]]; then

@@ -16,6 +16,7 @@ SPEAKERS=${SPEAKERS:-espeak_0001 flite_slt_0024 festival_ked_0136}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086
 $PY recipes/demo/memorise.py --corpus data/corpus --speakers $SPEAKERS --out "$OUT"
+[[ -f data/latents/durations.json ]] || $PY -m tts.durations --latents data/latents --manifest data/corpus/train.jsonl
 init=()
 [[ "$INIT" != none ]] && init=("init_from=$INIT")
 $PY -m tts.train recipes/demo/tts_small.yaml data.manifest="$OUT/train.jsonl" data.latents=data/latents \
