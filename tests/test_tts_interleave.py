@@ -138,6 +138,14 @@ def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
         tts.synthesize("Printing, in the only sense", wav, continuation=True)
 
 
+def test_run_limits_tell_phones_word_gaps_and_pauses_apart(tts):
+    v = tts.frontend.vocab
+    ids = v.encode("hi, yo du.")  # h i , _ y o _ d u .
+    lim = tts._run_limits(ids)
+    phone, gap, pause = 4, 2, 15  # 0.16 s, 0.08 s, 0.6 s at 25 Hz
+    assert lim == [phone, phone, pause, pause, phone, phone, gap, phone, phone, pause]
+
+
 @pytest.fixture(scope="module")
 def corpus(real_speech_dir, tmp_path_factory):
     c = make_tiny_corpus(real_speech_dir, tmp_path_factory.mktemp("tts_interleave_corpus"), n=4)

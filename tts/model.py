@@ -74,11 +74,14 @@ class TTSConfig:
     # ELLA-V interleaved layout (tts/layout.py, tts/script.py): each target phoneme token sits right before its
     # frames; training needs per-symbol durations (tts.durations), synthesis forces the symbols in order
     interleave: bool = False
-    # interleaved synthesis: the next symbol (after the last one: the end) is forced after this long on a phone /
-    # on a pause. Aligned training phones: median 2 frames, 90% <= 3, 99% <= 6; pauses 99% <= 21. Greedy
-    # decoding otherwise lingers (docs/TTS.md "Interleaved phonemes": 4 frames said more words than 3 or 10)
+    # interleaved synthesis: the next symbol (after the last one: the end) is forced after this long on a phone,
+    # on the space between two words, on a pause at punctuation (and the utterance's last symbol). Aligned
+    # training data: phones median 2 frames, 90% <= 3, 99% <= 6; spaces 63% 0 frames, 90% <= 4 (those after
+    # punctuation included); last symbol 95% <= 12. Greedy decoding otherwise lingers, on spaces above all
+    # (docs/TTS.md "Interleaved phonemes": a phone limit of 4 frames said more words than 3 or 10)
     max_phone_seconds: float = 0.16
-    max_pause_seconds: float = 1.0
+    max_gap_seconds: float = 0.08
+    max_pause_seconds: float = 0.6
     advance_bias: float = 0.0  # interleaved synthesis: added to the next symbol's logit (> 0: faster speech)
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
@@ -122,7 +125,7 @@ class TTSConfig:
             or min(self.max_phone_seconds, self.max_pause_seconds) <= 0
         ):
             raise ValueError(
-                "frame_rate, max_frames_per_phoneme, max_phone_seconds and max_pause_seconds must be positive"
+                "frame_rate, max_frames_per_phoneme and the max_*_seconds run limits must be positive"
             )
         if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
             raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
@@ -407,9 +410,20 @@ class TTS:
         """Items a symbol of the script may take before the next is forced (tts.layout.interleaved_script's
         limits: one per symbol; the first symbol sits in the prefix, the last one is followed by the end)."""
         items = self.cfg.frame_rate / self.cfg.patch
-        phone = max(1, round(self.cfg.max_phone_seconds * items))
-        pause = max(1, round(self.cfg.max_pause_seconds * items))
-        return [pause if self.frontend.vocab.symbols[i] in PAUSE_SYMBOLS else phone for i in script]
+        phone, gap, pause = (
+            max(1, round(x * items))
+            for x in (self.cfg.max_phone_seconds, self.cfg.max_gap_seconds, self.cfg.max_pause_seconds)
+        )
+        sym = [self.frontend.vocab.symbols[i] for i in script]
+        out = []
+        for k, s in enumerate(sym):
+            if k == len(sym) - 1 or (s in PAUSE_SYMBOLS and s != " "):
+                out.append(pause)  # punctuation, and the trailing silence after the last symbol
+            elif s == " ":  # a word gap, or the pause of a ", " / ". " (the space holds the unit's frames)
+                out.append(pause if k and sym[k - 1] in PAUSE_SYMBOLS else gap)
+            else:
+                out.append(phone)
+        return out
 
     def _vae_frames(self, items: list[Tensor]) -> Tensor:
         """Generated items (normalised [patch * D] each) -> the VAE's latent frames [T * patch, D]."""
