@@ -92,6 +92,13 @@ def _script_tensor(script, b: int, vocab: int, dev) -> Tensor:
     return out.to(dev)
 
 
+def _next_script(scr: Tensor, pos: Tensor) -> Tensor:
+    """[B, S] scripts, [B] positions -> [B] the token at each row's position, -1 past its last (or S = 0)."""
+    if scr.shape[1] == 0:
+        return torch.full_like(pos, -1)
+    return scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0].masked_fill(pos >= scr.shape[1], -1)
+
+
 def _run_limits(script_max_run, scr: Tensor, dev) -> Tensor | None:
     """``script_max_run`` -> [B, S + 1] long (limit while saying script token s; the last column: after the
     last token), or None."""
@@ -210,6 +217,7 @@ def iterate(
     for step in range(max_new):
         logits = model.logits(last[:b]).float() + never_bias  # [B, V]
         in_span = open_m >= 0  # [B]
+        nxt = _next_script(scr, pos)  # [B] the script token each row says next, -1 when spent (or none)
         if in_span.any():  # inside a span: only <lat> or this span's end token
             allowed = torch.zeros_like(logits, dtype=torch.bool)
             allowed[:, lay.lat] = True
@@ -217,19 +225,15 @@ def iterate(
             need_more = in_span & (count < min_lat)
             if need_more.any():
                 allowed[need_more, ends[open_m[need_more]]] = False
-            if cap is not None:
-                full_span = in_span & (count >= cap)
-                allowed[full_span, lay.lat] = False
+            full_span = in_span & (count >= cap) if cap is not None else torch.zeros_like(in_span)
+            allowed[full_span, lay.lat] = False
             if span_length is not None:
                 short = in_span & (count < span_length)
                 allowed[short] = False
                 allowed[short, lay.lat] = True
             if scr.shape[1]:
-                nxt = scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0]  # [B]
-                nxt = torch.where(pos < scr.shape[1], nxt, torch.full_like(nxt, -1))
                 pending = in_span & (nxt >= 0)
-                capped = in_span & (count >= cap) if cap is not None else torch.zeros_like(pending)
-                hold = pending & ~capped  # the script is not spent: no end token yet
+                hold = pending & ~full_span  # the script is not spent: no end token yet
                 allowed[hold, ends[open_m[hold]]] = False
                 rows_h = hold.nonzero().squeeze(-1)
                 allowed[rows_h, nxt[rows_h]] = True
@@ -270,8 +274,7 @@ def iterate(
         # span bookkeeping
         is_script = torch.zeros_like(finished)
         if scr.shape[1]:
-            nxt = scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0]
-            is_script = (pos < scr.shape[1]) & (tok == nxt) & ~finished & (open_m >= 0)
+            is_script = (tok == nxt) & ~finished & (open_m >= 0)
             pos = pos + is_script
             run = torch.where(is_script, torch.zeros_like(run), run + is_lat)
         count = count + is_lat  # [B] long

@@ -15,7 +15,7 @@ from tts.layout import MODALITY, generation_prefix, interleaved_script, training
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
 from tts.script import item_durations, target_script
-from tts.testing import make_tiny_corpus, make_tiny_tts, write_tiny_recipe
+from tts.testing import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
 from tts.train import TrainConfig, Trainer, phoneme_cache
 
 
@@ -144,6 +144,9 @@ def test_run_limits_tell_phones_word_gaps_and_pauses_apart(tts):
     lim = tts._run_limits(ids)
     phone, gap, pause = 4, 2, 15  # 0.16 s, 0.08 s, 0.6 s at 25 Hz
     assert lim == [phone, phone, pause, pause, phone, phone, gap, phone, phone, pause]
+    for key in ("max_phone_seconds", "max_gap_seconds", "max_pause_seconds"):
+        with pytest.raises(ValueError, match="run limits"):
+            tiny_tts_config(len(v), **{key: 0.0})
 
 
 @pytest.fixture(scope="module")

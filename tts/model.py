@@ -122,7 +122,7 @@ class TTSConfig:
         if (
             self.frame_rate <= 0
             or self.max_frames_per_phoneme <= 0
-            or min(self.max_phone_seconds, self.max_pause_seconds) <= 0
+            or min(self.max_phone_seconds, self.max_gap_seconds, self.max_pause_seconds) <= 0
         ):
             raise ValueError(
                 "frame_rate, max_frames_per_phoneme and the max_*_seconds run limits must be positive"
