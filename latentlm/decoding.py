@@ -16,6 +16,8 @@ Grammar enforced by logit masks (the model is free everywhere else):
   once the script is spent (or the cap is reached). Unconditional rows read ``script_uncond`` in their place.
   ``script_max_run`` (one int, or per row one limit per script token plus one for after the last): after this
   many latents since the last script token the next one is forced (after the last: the span's end).
+  ``script_min_run`` (same shapes): before this many latents the next script token (after the last: the span's
+  end) is not allowed; min == max forces given durations (tts.duration). The span cap wins over both.
   ``script_bias`` is added to the next script token's logit (> 0: move on sooner).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
@@ -99,21 +101,23 @@ def _next_script(scr: Tensor, pos: Tensor) -> Tensor:
     return scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0].masked_fill(pos >= scr.shape[1], -1)
 
 
-def _run_limits(script_max_run, scr: Tensor, dev) -> Tensor | None:
-    """``script_max_run`` -> [B, S + 1] long (limit while saying script token s; the last column: after the
-    last token), or None."""
-    if script_max_run is None or scr.shape[1] == 0:
+def _run_limits(
+    run_limit, scr: Tensor, dev, name: str = "script_max_run", fill: int = 1 << 30
+) -> Tensor | None:
+    """``script_max_run`` / ``script_min_run`` -> [B, S + 1] long (limit while saying script token s; the last
+    column: after the last token), or None. ``fill``: the value past a shorter row's last column."""
+    if run_limit is None or scr.shape[1] == 0:
         return None
     b, S = scr.shape
-    if isinstance(script_max_run, int):
-        return torch.full((b, S + 1), script_max_run, dtype=torch.long, device=dev)
-    if len(script_max_run) != b:
-        raise ValueError(f"script_max_run: one list per row ({b}), got {len(script_max_run)}")
-    out = torch.full((b, S + 1), 1 << 30, dtype=torch.long)
-    for r, lim in enumerate(script_max_run):
+    if isinstance(run_limit, int):
+        return torch.full((b, S + 1), run_limit, dtype=torch.long, device=dev)
+    if len(run_limit) != b:
+        raise ValueError(f"{name}: one list per row ({b}), got {len(run_limit)}")
+    out = torch.full((b, S + 1), fill, dtype=torch.long)
+    for r, lim in enumerate(run_limit):
         n = int((scr[r] >= 0).sum())
         if len(lim) != n + 1:
-            raise ValueError(f"script_max_run row {r}: {n} script tokens need {n + 1} limits, got {len(lim)}")
+            raise ValueError(f"{name} row {r}: {n} script tokens need {n + 1} limits, got {len(lim)}")
         out[r, : n + 1] = torch.as_tensor(list(lim), dtype=torch.long)
     return out.to(dev)
 
@@ -154,6 +158,7 @@ def iterate(
     script: Sequence[Sequence[int] | Tensor] | None = None,
     script_uncond: int | None = None,
     script_max_run: int | Sequence[Sequence[int]] | None = None,
+    script_min_run: int | Sequence[Sequence[int]] | None = None,
     script_bias: float = 0.0,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
@@ -187,6 +192,9 @@ def iterate(
     pos = torch.zeros(b, dtype=torch.long, device=dev)
     run = torch.zeros(b, dtype=torch.long, device=dev)  # latents since the row's last script token
     limits = _run_limits(script_max_run, scr, dev)  # [B, S + 1] or None
+    floors = _run_limits(script_min_run, scr, dev, "script_min_run", fill=0)  # [B, S + 1] or None
+    if limits is not None and floors is not None and bool((floors > limits).any()):
+        raise ValueError("script_min_run must not exceed script_max_run")
     full = concat_batches(prefix, uncond.to(dev)) if use_cfg else prefix
     rows = full.tokens.shape[0]
     param = next(model.parameters())
@@ -245,6 +253,10 @@ def iterate(
                     done_over = over & ~pending  # ... or, after the last one, end the span
                     allowed[done_over, lay.lat] = False
                     allowed[done_over, ends[open_m[done_over]]] = True
+                if floors is not None:  # too early to move on: only latents (the cap still ends the span)
+                    under = in_span & ~full_span & (run < floors.gather(1, pos[:, None])[:, 0])  # [B]
+                    allowed[under] = False
+                    allowed[under, lay.lat] = True
             logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
         outside = ~in_span
         if outside.any():

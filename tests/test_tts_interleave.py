@@ -125,6 +125,23 @@ def test_decoding_says_every_symbol_in_order_before_it_may_stop(tts):
     assert out == ["11", "12", "<lat>", "<lat>"]
 
 
+def test_decoding_forces_given_durations(tts):
+    lay = tts.lm.layout
+    want = ["<lat>", "<lat>", "11", "12", "<lat>", "<lat>", "<lat>", "<eo_audio>"]
+    for head_wants in (lay.end[MODALITY], lay.lat, None):  # whatever the LM head prefers
+        out = _decode(
+            tts, [10, 11, 12], head_wants, max_new=12, script_min_run=[[2, 0, 3]], script_max_run=[[2, 0, 3]]
+        )
+        assert out == want
+    # a minimum alone delays the next symbol; the cap still ends the span
+    out = _decode(tts, [10, 11, 12], lay.end[MODALITY], max_new=12, script_min_run=2)
+    assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, script_min_run=5, max_latents=3 + 4)
+    assert out == ["<lat>"] * 4 + ["<eo_audio>"]
+    with pytest.raises(ValueError, match="must not exceed"):
+        _decode(tts, [10, 11, 12], None, max_new=4, script_min_run=[[3, 0, 3]], script_max_run=[[2, 0, 3]])
+
+
 def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
     wav = real_speech_dir / "dev" / "coqui__LJ001-0001.wav"
     kw = dict(prompt_text="Printing, in the only sense", max_seconds=0.8, seed=1, steps=2)

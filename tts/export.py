@@ -1,6 +1,6 @@
 """A TTS release from a training run, at any step: its EMA weights, the run's config and the audio VAE.
 
-    python -m tts.export RUN_DIR RELEASE_DIR [--vae DIR]     # RUN_DIR: config.yaml + last.pt (or EMA parts)
+    python -m tts.export RUN_DIR RELEASE_DIR [--vae DIR] [--duration DIR]   # RUN_DIR: config.yaml + last.pt (or EMA parts)
     python -m tts.export RUN_DIR --ema-parts DIR [--part-mb 15]
 
 The first form reads the EMA weights from RUN_DIR/last.pt (``weights_only``), or from RUN_DIR/ema-*.safetensors
@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from latentlm.checkpoint import load_state_dict_strict, load_training_state
 from latentlm.config import load_config
 from latentlm.model import LatentLM
+from tts.duration import load_predictor
 from tts.frontend import Frontend
 from tts.model import TTS
 from tts.train import TrainConfig, release_meta
@@ -47,12 +48,26 @@ def read_run(run: str | Path) -> tuple[TrainConfig, dict[str, torch.Tensor], int
     return cfg, state["ema"], int(state["step"])
 
 
-def export(run: str | Path, out: str | Path, vae: str | None = None) -> Path:
+def export(run: str | Path, out: str | Path, vae: str | None = None, duration: str | None = None) -> Path:
+    """``duration``: a duration predictor release (python -m tts.duration_train) to ship; the release then
+    times its synthesis with it (tts.timing = "predictor"). Default: the run's own when it trained with one."""
     cfg, ema, step = read_run(run)
     lm = LatentLM(cfg.tts.model)
     load_state_dict_strict(lm, ema, source=str(run))
     vae_dir = vae or cfg.vae
-    tts = TTS(cfg.tts, lm.eval(), AudioVAE.from_pretrained(vae_dir), Frontend(cfg.tts.language))
+    predictor = None
+    if duration:
+        cfg.tts.timing = "predictor"
+        cfg.tts.__post_init__()  # the predictor needs the interleaved layout
+        predictor = load_predictor(duration)
+    elif cfg.tts.timing == "predictor":
+        path = Path(cfg.data.duration_model or Path(cfg.data.latents) / "duration_model")
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"the run times synthesis with a duration predictor; {path} is missing: pass --duration DIR"
+            )
+        predictor = load_predictor(path)
+    tts = TTS(cfg.tts, lm.eval(), AudioVAE.from_pretrained(vae_dir), Frontend(cfg.tts.language), predictor)
     return tts.save_pretrained(out, meta=release_meta(cfg, step, vae_source=vae_dir, run=str(run)))
 
 
@@ -88,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run", help="a tts.train out_dir (config.yaml + last.pt, or EMA parts)")
     ap.add_argument("release", nargs="?", help="release directory to write")
     ap.add_argument("--vae", default=None, help="audio VAE release (default: the run's vae)")
+    ap.add_argument(
+        "--duration",
+        default=None,
+        help="ship this duration predictor (tts.duration_train) and time synthesis with it",
+    )
     ap.add_argument("--ema-parts", default=None, help="write only the EMA weights, in parts, to this folder")
     ap.add_argument("--part-mb", type=float, default=15.0)
     a = ap.parse_args(argv)
@@ -96,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             paths = write_ema_parts(a.run, a.ema_parts, a.part_mb)
             print(f"EMA weights in {len(paths)} parts in {a.ema_parts}")
         elif a.release:
-            print(f"exported release to {export(a.run, a.release, a.vae)}")
+            print(f"exported release to {export(a.run, a.release, a.vae, a.duration)}")
         else:
             ap.error("give RELEASE_DIR or --ema-parts DIR")
     except (FileNotFoundError, ValueError) as e:

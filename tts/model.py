@@ -39,15 +39,19 @@ from latentlm.config import from_dict
 from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.transformer import TransformerConfig
+from tts.duration import DurationPredictor, load_predictor, speaking_rate
 from tts.frontend import Frontend
 from tts.layout import MODALITY, SPACE_ID, generation_prefix, interleaved_script
 from tts.patch import to_frames, to_items
 from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
+from tts.script import item_durations
 from vocoder_vae.audio import prepare
 from vocoder_vae.model import AudioVAE
 
 RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
+DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration.py), when the release has one
+TIMINGS = ("lm", "predictor")
 
 
 class TTSInputError(ValueError):
@@ -83,6 +87,10 @@ class TTSConfig:
     max_gap_seconds: float = 0.08
     max_pause_seconds: float = 0.6
     advance_bias: float = 0.0  # interleaved synthesis: added to the next symbol's logit (> 0: faster speech)
+    # interleaved synthesis, who decides when the next symbol starts: "lm" (the LM head, within the run limits
+    # above) or "predictor" (tts/duration.py: durations predicted in the prompt's tempo, forced exactly; the
+    # release's duration/ folder)
+    timing: str = "lm"
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -127,6 +135,10 @@ class TTSConfig:
             raise ValueError(
                 "frame_rate, max_frames_per_phoneme and the max_*_seconds run limits must be positive"
             )
+        if self.timing not in TIMINGS:
+            raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
+        if self.timing == "predictor" and not self.interleave:
+            raise ValueError('timing "predictor" needs the interleaved layout (interleave: true)')
         if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
             raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
 
@@ -163,13 +175,25 @@ class _Job:
     caps: list[int]  # per sentence: frame cap (generated frames)
     floors: list[int]  # per sentence: generated frames before <eo_audio> is accepted
     timings: dict
+    durations: list[list[int]] | None = None  # per sentence: items per script symbol (timing "predictor")
     continuation_audio: np.ndarray | None = (
         None  # continuation mode: the prompt waveform that starts the output
     )
 
+    def row_durations(self, sentence: int) -> list[list[int]] | None:
+        """``TTS._frames``' durations for a one-row decode of this sentence (None: the LM head times it)."""
+        return None if self.durations is None else [self.durations[sentence]]
+
 
 class TTS:
-    def __init__(self, cfg: TTSConfig, lm: LatentLM, vae: AudioVAE, frontend: Frontend):
+    def __init__(
+        self,
+        cfg: TTSConfig,
+        lm: LatentLM,
+        vae: AudioVAE,
+        frontend: Frontend,
+        duration: DurationPredictor | None = None,
+    ):
         if len(frontend.vocab) != cfg.model.vocab_size:
             raise TTSInputError(
                 f"front end vocabulary has {len(frontend.vocab)} symbols, the model expects {cfg.model.vocab_size}"
@@ -182,7 +206,16 @@ class TTS:
             raise TTSInputError(
                 f"VAE frame rate {vae.frame_rate:g} Hz != model frame rate {cfg.frame_rate:g} Hz"
             )
+        if cfg.timing == "predictor" and duration is None:
+            raise TTSInputError(
+                'timing "predictor" needs a duration predictor (the release\'s duration/ folder)'
+            )
+        if duration is not None and duration.cfg.vocab_size != cfg.model.vocab_size:
+            raise TTSInputError(
+                f"duration predictor vocabulary {duration.cfg.vocab_size} != the model's {cfg.model.vocab_size}"
+            )
         self.cfg, self.lm, self.vae, self.frontend = cfg, lm.eval(), vae.eval(), frontend
+        self.duration = duration.eval() if duration is not None else None
         self._asr = None
 
     # ------------------------------------------------------------------ releases
@@ -200,17 +233,23 @@ class TTS:
             vae = AudioVAE.from_pretrained(directory / VAE_SUBDIR, device=device)
             lm = LatentLM(cfg.model)
             load_state_dict_strict(lm, sd, source=str(directory))
+            dur_dir = directory / DURATION_SUBDIR
+            duration = load_predictor(dur_dir, device=device) if dur_dir.is_dir() else None
         except TTSInputError:
             raise
         except (OSError, ValueError, KeyError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
-        return cls(cfg, lm.to(device), vae, frontend)
+        return cls(cfg, lm.to(device), vae, frontend, duration)
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         directory = Path(directory)
         full = {**(meta or {}), "frontend": self.frontend.to_dict(), "vae": VAE_SUBDIR}
         save_release(directory, self.lm, self.cfg, meta=full, kind=RELEASE_KIND)
         self.vae.save_pretrained(directory / VAE_SUBDIR)
+        if self.duration is not None:
+            from tts.duration import save_predictor
+
+            save_predictor(self.duration, directory / DURATION_SUBDIR)
         return directory
 
     @property
@@ -344,8 +383,12 @@ class TTS:
             caps.append(self.frame_cap(len(ph), max_seconds))
             floors.append(self.frame_floor(len(ph), caps[-1]))
         prompt = self._prompt_latents(wav)
+        durations = None
+        if self.cfg.interleave and self.cfg.timing == "predictor":
+            rate = speaking_rate(int(prompt.shape[0]) * self.cfg.patch, prompt_ph)  # VAE frames per phone
+            durations = [item_durations(self.duration.predict(sc, rate), self.cfg.patch) for sc in scripts]
         timings["prepare_s"] = time.perf_counter() - t0
-        return _Job(prompt, prompt_text, sentences, phonemes, scripts, caps, floors, timings)
+        return _Job(prompt, prompt_text, sentences, phonemes, scripts, caps, floors, timings, durations)
 
     # ------------------------------------------------------------------ decoding
     def _generator(self, seed: int, sentence: int) -> torch.Generator:
@@ -354,10 +397,12 @@ class TTS:
         return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
 
     def _frames(
-        self, phonemes, scripts, prompts, caps, floors, steps, cfg, temperature, generator
+        self, phonemes, scripts, prompts, caps, floors, steps, cfg, temperature, generator, durations=None
     ) -> Iterator[tuple]:
         """Decode rows together; yields (row, latent [D] normalised | None, stop reason | None) as they come.
-        scripts: per row the target's phonemes (read by the interleaved layout only)."""
+        scripts: per row the target's phonemes (read by the interleaved layout only). durations (interleaved
+        only): per row the items each script symbol takes, forced exactly (else the LM head decides, within
+        ``_run_limits``)."""
         if steps < 1:
             raise TTSInputError(f"steps must be >= 1, got {steps}")
         if cfg < 0 or temperature < 0:
@@ -370,13 +415,21 @@ class TTS:
         done = [False] * len(caps)
         # per row: the prompt's frames (they open the span and count towards it) + the row's floor
         floor = [len(p) + f for p, f in zip(prompts, floors)]
+        if durations is not None:
+            if scripts is None or len(durations) != len(scripts):
+                raise ValueError("durations need the interleaved layout and one list per row")
+            floor = [len(p) for p in prompts]
+            durations = [[int(x) for x in d] for d in durations]
         it = self.lm.generate_stream(
             prefix,
             max_new=max(caps) + (max(len(x) for x in rest) if rest is not None else 0),
             min_latents=floor,
             script=rest,
             script_uncond=self.lm.layout.null if rest is not None else None,
-            script_max_run=None if scripts is None else [self._run_limits(sc) for sc in scripts],
+            script_max_run=None
+            if scripts is None
+            else (durations or [self._run_limits(sc) for sc in scripts]),
+            script_min_run=durations,
             script_bias=self.cfg.advance_bias,
             steps=steps,
             cfg=cfg,
@@ -484,7 +537,7 @@ class TTS:
             lat, stop = [], "eos"
             g = [self._generator(seed, k)]
             for _, z, reason in self._frames(
-                [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g
+                [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g, job.row_durations(k)
             ):
                 if z is not None:
                     lat.append(z)
@@ -524,7 +577,7 @@ class TTS:
                 g = [self._generator(seed, i)]
                 buf, want = [], first_chunk_frames
                 for _, z, _reason in self._frames(
-                    [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g
+                    [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g, job.row_durations(i)
                 ):
                     if z is None:
                         continue
@@ -603,7 +656,9 @@ class TTS:
                 pr = [prepared[i].prompt for i, _, _, _ in part]
                 caps = [prepared[i].caps[s] for i, s, _, _ in part]
                 floors = [prepared[i].floors[s] for i, s, _, _ in part]
-                for r, z, reason in self._frames(ph, sc, pr, caps, floors, *key, g):
+                durs = [prepared[i].row_durations(s) for i, s, _, _ in part]
+                durs = None if any(d is None for d in durs) else [d[0] for d in durs]
+                for r, z, reason in self._frames(ph, sc, pr, caps, floors, *key, g, durs):
                     k = part[r][:2]
                     if z is not None:
                         lat.setdefault(k, []).append(z)

@@ -22,6 +22,7 @@ from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.sigma_vae import BottleneckConfig
 from latentlm.transformer import TransformerConfig
+from tts.duration import DurationConfig, DurationPredictor
 from tts.frontend import Frontend
 from tts.layout import MODALITY, training_batch
 from tts.model import TTS, TTSConfig
@@ -96,7 +97,12 @@ def make_tiny_tts(seed: int = 0, latent_dim: int = 8, patch: int = 1, **override
     lm = LatentLM(cfg.model).eval()
     with torch.no_grad():
         lm.lm_head.weight[[lm.layout.lat, lm.layout.end[MODALITY]]] = 0.0
-    return TTS(cfg, lm, vae, fe)
+    duration = (
+        DurationPredictor(DurationConfig(len(fe.vocab), channels=16, layers=1))
+        if cfg.timing == "predictor"
+        else None
+    )
+    return TTS(cfg, lm, vae, fe, duration)
 
 
 def make_tiny_release(directory: str | Path, seed: int = 0, **overrides) -> Path:

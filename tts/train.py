@@ -72,6 +72,9 @@ class DataConfig:
     num_samples: int = 2  # validation prompts rendered to TensorBoard
     # frames per phoneme symbol ({id: [...]}, python -m tts.durations) for tts.interleave; "" = LATENTS/durations.json
     durations: str = ""
+    # duration predictor release (python -m tts.duration_train) shipped with the exports when tts.timing is
+    # "predictor"; "" = LATENTS/duration_model
+    duration_model: str = ""
     # > 0: micro-batches are laid out in this many worker processes, ahead of the training step (on a GPU,
     # where laying out ~60 rows on the host took as long as the step; on a CPU the cores are busy anyway)
     num_workers: int = 0
@@ -227,7 +230,10 @@ class Trainer:
             resume and self.ckpt.is_file()
         ):  # before sharding; a resumed run ignores it
             self._init_from(Path(cfg.init_from))
-        TTS(cfg.tts, self.lm, self.vae, self.frontend)  # validates latent dim / frame rate against the VAE
+        self.duration = self._duration_model()
+        TTS(
+            cfg.tts, self.lm, self.vae, self.frontend, self.duration
+        )  # validates dims / frame rate vs the VAE
         self.lm.train()
         self.net: nn.Module = _Losses(self.lm, cfg.align, cfg.ctc_weight)
         self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
@@ -525,7 +531,22 @@ class Trainer:
     def ema_tts(self) -> TTS:
         lm = LatentLM(self.cfg.tts.model).to(self.device)
         lm.load_state_dict({k: self._full(v) for k, v in self.ema.items()})
-        return TTS(self.cfg.tts, lm.eval(), self.vae, self.frontend)
+        return TTS(self.cfg.tts, lm.eval(), self.vae, self.frontend, self.duration)
+
+    def _duration_model(self):
+        """The duration predictor the exports ship (tts.timing "predictor"), else None."""
+        if self.cfg.tts.timing != "predictor":
+            return None
+        c = self.cfg.data
+        path = Path(c.duration_model or Path(c.latents) / "duration_model")
+        if not (path / "model.safetensors").is_file():
+            raise ValueError(
+                f'tts.timing "predictor" needs a duration predictor at {path}: run python -m tts.duration_train '
+                f"--latents {c.latents} --manifest {c.manifest} --out {path} (or set data.duration_model)"
+            )
+        from tts.duration import load_predictor
+
+        return load_predictor(path, device=self.device)
 
     @torch.no_grad()
     def _write_samples(self, writer, valid: list[tuple]) -> None:

@@ -70,6 +70,8 @@ extract_latents(read_jsonl(f"{work}/corpus/train.jsonl"), vae, f"{work}/latents"
 PYEOF
 
 "$PY" -m tts.durations --latents "$WORK/latents" --manifest "$WORK/corpus/train.jsonl" --workers 8  # interleave
+"$PY" -m tts.duration_train --latents "$WORK/latents" --manifest "$WORK/corpus/train.jsonl" \
+  --out "$WORK/latents/duration_model" --threads 4  # tts.timing: predictor (shipped in the release)
 
 echo "== 4/4 TTS"
 "$PY" -m tts.train recipes/demo/tts_small.yaml data.manifest="$WORK/corpus/train.jsonl" \

@@ -4,7 +4,8 @@
 #
 #   recipes/demo/gpu_tts.sh --pack PACK [LATENTS] [MANIFEST]   # here: everything the GPU needs, ~58 MB, in PACK
 #   recipes/demo/gpu_tts.sh PACK OUT [key=value ...]           # on the GPU machine: train, EMA parts -> OUT/ema
-#   python -m tts.export OUT/ema RELEASE --vae checkpoints/vae_small   # back here: the release (needs espeak-ng)
+#   python -m tts.export OUT/ema RELEASE --vae checkpoints/vae_small --duration data/latents/duration_model
+#                                                                  # back here: the release (needs espeak-ng)
 #
 # The pack: the latents (default data/latents, made with checkpoints/vae_small as the README's CPU steps do) and
 # the VAE as float16 (recipes/demo/transit_dtype.py; latent statistics stay float32), the manifest (default
@@ -32,6 +33,9 @@ if [[ "${1:-}" == "--pack" ]]; then
   mkdir -p "$PACK/wheels"
   # frames per phoneme symbol for the recipe's interleaved layout (travels with the latents)
   [[ -f "$LAT/durations.json" ]] || "$PY" -m tts.durations --latents "$LAT" --manifest "$MAN"
+  # the recipe's duration predictor (tts.timing: predictor; the run checks it is there), inside the latents
+  [[ -f "$LAT/duration_model/model.safetensors" ]] ||
+    "$PY" -m tts.duration_train --latents "$LAT" --manifest "$MAN" --out "$LAT/duration_model"
   "$PY" recipes/demo/transit_dtype.py "$LAT" "$PACK/latents" float16
   "$PY" recipes/demo/transit_dtype.py "${VAE:-checkpoints/vae_small}" "$PACK/vae" float16
   if [[ "$INIT" != "none" ]]; then

@@ -17,6 +17,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086
 $PY recipes/demo/memorise.py --corpus data/corpus --speakers $SPEAKERS --out "$OUT"
 [[ -f data/latents/durations.json ]] || $PY -m tts.durations --latents data/latents --manifest data/corpus/train.jsonl
+[[ -f data/latents/duration_model/model.safetensors ]] ||
+  $PY -m tts.duration_train --latents data/latents --manifest data/corpus/train.jsonl --out data/latents/duration_model
 init=()
 [[ "$INIT" != none ]] && init=("init_from=$INIT")
 $PY -m tts.train recipes/demo/tts_small.yaml data.manifest="$OUT/train.jsonl" data.latents=data/latents \
