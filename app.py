@@ -251,23 +251,24 @@ def build_demo(
     check = _Lazy(lambda: checker or Checker(cfg.asr, cfg.sim))
     streaming = cfg.streaming if cfg.streaming is not None else shutil.which("ffmpeg") is not None
 
-    def settings(prompt_text, steps, guidance, temperature, seed) -> dict:
+    def settings(prompt_text, steps, guidance, temperature, seed, speed) -> dict:
         return dict(
             prompt_text=(prompt_text or "").strip() or None,
             steps=int(steps),
             cfg=float(guidance),
             temperature=float(temperature),
             seed=int(seed),
+            speed=float(speed),
         )
 
     @_friendly
-    def clone(prompt_path, prompt_text, text, steps, guidance, temperature, seed, do_check):
+    def clone(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, do_check):
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
         t0 = time.perf_counter()
         res = tts.synthesize(
-            text, (prompt_sr, prompt), **settings(prompt_text, steps, guidance, temperature, seed)
+            text, (prompt_sr, prompt), **settings(prompt_text, steps, guidance, temperature, seed, speed)
         )
         elapsed = time.perf_counter() - t0
         audio = np.asarray(res.audio, dtype=np.float32).reshape(-1)
@@ -280,11 +281,11 @@ def build_demo(
         return (res.sample_rate, to_int16(audio)), image, res.prompt_text, info, report
 
     @_friendly
-    def clone_stream(prompt_path, prompt_text, text, steps, guidance, temperature, seed):
+    def clone_stream(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed):
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
-        kwargs = settings(prompt_text, steps, guidance, temperature, seed)
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed)
         for chunk in tts.stream(text, (prompt_sr, prompt), **kwargs):
             yield wav_bytes(np.asarray(chunk, dtype=np.float32).reshape(-1), tts.sample_rate)
 
@@ -319,6 +320,9 @@ def build_demo(
                         guidance = gr.Slider(1.0, 4.0, value=1.5, step=0.1, label="Guidance (CFG scale)")
                         temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="Temperature")
                         seed = gr.Number(value=0, precision=0, label="Seed")
+                        speed = gr.Slider(
+                            0.5, 2.0, value=1.0, step=0.05, label="Speed (models with a duration predictor)"
+                        )
                     do_check = gr.Checkbox(
                         value=False, label="Check it (ASR transcript + WER and speaker similarity; slower)"
                     )
@@ -350,7 +354,7 @@ def build_demo(
                 )
         if image_model is not None:
             image_tab(*image_model)
-        inputs = [prompt, prompt_text, text, steps, guidance, temperature, seed]
+        inputs = [prompt, prompt_text, text, steps, guidance, temperature, seed, speed]
         generate.click(
             clone, inputs + [do_check], [out_audio, spec, used_text, info, report], api_name="clone"
         )

@@ -50,7 +50,7 @@ def server(tts):
 
 def _clone(client, prompt, text, prompt_text=PROMPT_TEXT, seed=0, check=False):
     prompt = handle_file(str(prompt)) if prompt is not None else None
-    return client.predict(prompt, prompt_text, text, 4, 1.5, 1.0, seed, check, api_name="/clone")
+    return client.predict(prompt, prompt_text, text, 4, 1.5, 1.0, seed, 1.0, check, api_name="/clone")
 
 
 def test_clone_returns_the_models_waveform(server, tts, real_speech_dir):
@@ -184,6 +184,7 @@ def test_streamed_playback_covers_the_whole_result(tts, real_speech_dir):
             1.5,
             1.0,
             0,
+            1.0,
             api_name="/clone_stream",
         )
         updates = list(job)

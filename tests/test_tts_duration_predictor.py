@@ -90,6 +90,8 @@ def test_synthesis_with_predicted_durations(real_speech_dir, tmp_path):
     rel = make_tiny_release(tmp_path / "rel", interleave=True, timing="predictor")
     assert (rel / "duration" / "model.safetensors").is_file()
     tts = TTS.from_pretrained(rel)
+    with torch.no_grad():  # the untrained predictor would give every phone its minimum: ~4 frames instead
+        tts.duration.out.bias.fill_(1.6)
     kw = dict(prompt_text="Printing, in the only sense", seed=1, steps=2)
     res = tts.synthesize("Hello there. Good day!", wav, **kw)
     job = tts._prepare("Hello there. Good day!", wav, kw["prompt_text"], None)
@@ -97,11 +99,23 @@ def test_synthesis_with_predicted_durations(real_speech_dir, tmp_path):
     assert res.info["stop"] == ["eos", "eos"]
     [batched] = tts.synthesize_batch([dict(text="Hello there. Good day!", prompt_audio=wav, **kw)])
     assert batched.info["frames"] == res.info["frames"]
+    # speed divides every predicted duration (phones keep at least one frame each)
+    fast = tts.synthesize("Hello there. Good day!", wav, speed=2.0, **kw)
+    fast_job = tts._prepare("Hello there. Good day!", wav, kw["prompt_text"], None, speed=2.0)
+    assert fast.info["frames"] == [sum(d) for d in fast_job.durations] and sum(fast.info["frames"]) < sum(
+        res.info["frames"]
+    )
+    [fast_b] = tts.synthesize_batch([dict(text="Hello there. Good day!", prompt_audio=wav, speed=2.0, **kw)])
+    assert fast_b.info["frames"] == fast.info["frames"]
+    with pytest.raises(TTSInputError, match="speed must be"):
+        tts.synthesize("Hello there.", wav, speed=3.0, **kw)
     lm_timed = make_tiny_tts(seed=0, interleave=True)
     assert (
         lm_timed.duration is None
         and lm_timed._prepare("Hello.", wav, kw["prompt_text"], None).durations is None
     )
+    with pytest.raises(TTSInputError, match="duration predictor"):
+        lm_timed.synthesize("Hello.", wav, speed=1.5, **kw)
     # a release that asks for the predictor but has none
     import shutil
 

@@ -4,7 +4,7 @@
 
 Job rows (the format evaluation/librispeech.py writes; extra keys are ignored): ``id``, ``text``,
 ``prompt_audio`` (relative paths resolve against the job file's folder), ``prompt_text`` (optional; null =
-Whisper-base transcript), ``out`` (wav path relative to --out-dir; default ``ID.wav``), optional ``seed``.
+Whisper-base transcript), ``out`` (wav path relative to --out-dir; default ``ID.wav``), optional ``seed`` and ``speed``.
 TSV files need a header row with those column names (tab-separated, no quoting).
 
 - Resumable: jobs whose output exists are skipped; outputs are written to a temp file and renamed (atomic).
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8, help="jobs decoded together")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--cfg", type=float, default=1.5)
+    ap.add_argument("--speed", type=float, default=1.0, help="default speed of jobs without a speed (0.5-2)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0, help="seed of jobs without their own")
     ap.add_argument("--max-seconds", type=float, default=None)
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "cfg": args.cfg,
             "temperature": args.temperature,
             "max_seconds": args.max_seconds,
+            "speed": float(j.get("speed", args.speed)),
             # evaluation/librispeech.py's continuation jobs: score prompt + continuation as one utterance
             "continuation": j.get("protocol") == "continuation",
         }

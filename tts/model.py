@@ -52,6 +52,7 @@ RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
 DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration.py), when the release has one
 TIMINGS = ("lm", "predictor")
+MIN_SPEED, MAX_SPEED = 0.5, 2.0  # synthesize(speed=...): durations / speed (timing "predictor")
 
 
 class TTSInputError(ValueError):
@@ -335,10 +336,19 @@ class TTS:
             MODALITY, to_items(z.to(self.device), self.cfg.patch)
         )  # [Tp // patch, patch * D]
 
-    def _prepare(self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False) -> _Job:
+    def _prepare(
+        self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False, speed: float = 1.0
+    ) -> _Job:
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise TTSInputError("text is empty: nothing to synthesize")
+        speed = float(speed)
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise TTSInputError(f"speed must be in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed:g}")
+        if speed != 1.0 and (continuation or self.cfg.timing != "predictor"):
+            raise TTSInputError(
+                "speed needs a release timed by a duration predictor (timing: predictor) and no continuation mode"
+            )
         wav = self.load_prompt(prompt_audio)
         timings = {}
         if continuation:
@@ -386,7 +396,9 @@ class TTS:
         durations = None
         if self.cfg.interleave and self.cfg.timing == "predictor":
             rate = speaking_rate(int(prompt.shape[0]) * self.cfg.patch, prompt_ph)  # VAE frames per phone
-            durations = [item_durations(self.duration.predict(sc, rate), self.cfg.patch) for sc in scripts]
+            durations = [
+                item_durations(self.duration.predict(sc, rate, tempo=speed), self.cfg.patch) for sc in scripts
+            ]
         timings["prepare_s"] = time.perf_counter() - t0
         return _Job(prompt, prompt_text, sentences, phonemes, scripts, caps, floors, timings, durations)
 
@@ -524,13 +536,15 @@ class TTS:
         seed: int = 0,
         max_seconds: float | None = None,
         continuation: bool = False,
+        speed: float = 1.0,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
         generated one after the other with the same prompt (each with its own seeded random stream), joined by
         short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole text is
-        ``text`` (no prompt_text); the model continues it and the result is prompt + continuation."""
+        ``text`` (no prompt_text); the model continues it and the result is prompt + continuation. ``speed``
+        (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it."""
         t0 = time.perf_counter()
-        job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation)
+        job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation, speed)
         pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
         for k, (ph, sc, cap, fl) in enumerate(zip(job.phonemes, job.scripts, job.caps, job.floors)):
             t1 = time.perf_counter()
@@ -563,12 +577,13 @@ class TTS:
         max_seconds: float | None = None,
         chunk_frames: int = 4,
         first_chunk_frames: int = 1,
+        speed: float = 1.0,
     ) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
         frames, then every ``chunk_frames``). The chunks concatenate to ``synthesize`` with the same arguments."""
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
-        job = self._prepare(text, prompt_audio, prompt_text, max_seconds)
+        job = self._prepare(text, prompt_audio, prompt_text, max_seconds, speed=speed)
         for i, (ph, sc, cap, fl) in enumerate(zip(job.phonemes, job.scripts, job.caps, job.floors)):
             if i:
                 yield self._pause()
@@ -596,7 +611,7 @@ class TTS:
         self, jobs: list[dict], batch_size: int = 8, on_error: str = "raise"
     ) -> list[SynthesisResult | TTSInputError]:
         """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
-        "max_seconds"?}) decoded together: every sentence of every job is one row of a right-padded batch
+        "max_seconds"?, "continuation"?, "speed"?}) decoded together: every sentence of every job is one row of a right-padded batch
         (rows grouped by steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
         its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
         result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any
@@ -615,6 +630,7 @@ class TTS:
             "seed",
             "max_seconds",
             "continuation",
+            "speed",
         )
         prepared: list[_Job | TTSInputError] = []
         for i, job in enumerate(jobs):
@@ -631,6 +647,7 @@ class TTS:
                         job.get("prompt_text"),
                         job.get("max_seconds"),
                         bool(job.get("continuation", False)),
+                        float(job.get("speed", 1.0)),
                     )
                 )
             except TTSInputError as e:

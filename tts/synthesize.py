@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0, help="diffusion noise scale")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=None, help="cap per sentence")
+    ap.add_argument("--speed", type=float, default=1.0, help="0.5-2 (releases timed by a duration predictor)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             temperature=args.temperature,
             seed=args.seed,
             max_seconds=args.max_seconds,
+            speed=args.speed,
         )
     except TTSInputError as e:
         print(f"error: {e}", file=sys.stderr)
