@@ -192,3 +192,18 @@ def test_a_run_timed_by_the_predictor_ships_it(real_speech_dir, tmp_path):
         export(tmp_path / "run", tmp_path / "exp3", duration=str(c["latents"] / "duration_model"))
     )
     assert timed.cfg.timing == "predictor" and timed.duration is not None
+
+
+def test_a_transcript_that_does_not_fit_its_prompt_cannot_ask_for_minutes(real_speech_dir, tmp_path):
+    wav = real_speech_dir / "dev" / "coqui__LJ001-0002.wav"  # 1.9 s: "in being comparatively modern."
+    tts = make_tiny_tts(seed=0, interleave=True, timing="predictor")
+    with torch.no_grad():  # a predictor that says log(1 + d) = log(tempo): d = frames per phone - 1
+        for p in tts.duration.parameters():
+            p.zero_()
+        tts.duration.cond.weight[0, 0] = 1.0
+        tts.duration.out.weight[0, 0] = 1.0
+    one_word = tts._prepare("Hello there.", wav, "in", None)  # a one-word "transcript" of the clip
+    fitting = tts._prepare("Hello there.", wav, "in being comparatively modern.", None)
+    n = len(one_word.durations[0])
+    assert sum(one_word.durations[0]) <= 6 * n  # the clamped tempo (<= 0.24 s = 6 frames per phone)
+    assert sum(one_word.durations[0]) > sum(fitting.durations[0])

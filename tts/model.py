@@ -52,6 +52,7 @@ RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
 DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration.py), when the release has one
 TIMINGS = ("lm", "predictor")
+PHONE_SECONDS = (0.05, 0.24)  # the prompt tempo a duration predictor is given: seconds per phone unit, clamped
 MIN_SPEED, MAX_SPEED = 0.5, 2.0  # synthesize(speed=...): durations / speed (timing "predictor")
 
 
@@ -395,7 +396,11 @@ class TTS:
         prompt = self._prompt_latents(wav)
         durations = None
         if self.cfg.interleave and self.cfg.timing == "predictor":
-            rate = speaking_rate(int(prompt.shape[0]) * self.cfg.patch, prompt_ph)  # VAE frames per phone
+            # the prompt's tempo in VAE frames per phone unit, kept to what speech can be (the training clips:
+            # 1.5-5.3 frames at 25 Hz), so a transcript that does not match its clip cannot ask for minutes
+            fps = self.cfg.frame_rate
+            rate = speaking_rate(int(prompt.shape[0]) * self.cfg.patch, prompt_ph)
+            rate = min(max(rate, PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
             durations = [
                 item_durations(self.duration.predict(sc, rate, tempo=speed), self.cfg.patch) for sc in scripts
             ]
