@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -207,3 +208,41 @@ def test_a_transcript_that_does_not_fit_its_prompt_cannot_ask_for_minutes(real_s
     n = len(one_word.durations[0])
     assert sum(one_word.durations[0]) <= 6 * n  # the clamped tempo (<= 0.24 s = 6 frames per phone)
     assert sum(one_word.durations[0]) > sum(fitting.durations[0])
+
+
+def test_continuation_with_an_interleaved_release(real_speech_dir, tmp_path):
+    """Continuation mode (the LibriSpeech benchmark's 3-s protocol) for a predictor-timed interleaved release:
+    the aligner shipped in duration/ finds where the prompt stops in the text, the rest is scripted and timed."""
+    import soundfile as sf
+
+    from tts.data import load_audio
+    from tts.manifests import real_speech
+    from tts.phone_hmm import PhoneAligner
+
+    torch.manual_seed(0)
+    tts = make_tiny_tts(seed=0, interleave=True, timing="predictor")
+    rows = real_speech(real_speech_dir, subsets=("dev",))[:6]
+    pairs = []
+    for r in rows:
+        wav, sr = load_audio(r)
+        pairs.append((tts.vae.encode(torch.from_numpy(wav), sr), tts.frontend.encode(r.text)))
+    tts.aligner = PhoneAligner()
+    tts.aligner.fit(pairs, iterations=1, progress=False)
+    rel = TTS.from_pretrained(tts.save_pretrained(tmp_path / "rel"))
+    assert rel.aligner is not None and (tmp_path / "rel" / "duration" / "aligner.json").is_file()
+    r = rows[0]  # LJ001-0001, 9.7 s: its first 3 s are the prompt, its whole transcript the text
+    wav, sr = sf.read(r.audio, dtype="float32")
+    prompt = (sr, wav[: 3 * sr])
+    job = rel._prepare(r.text, prompt, None, None, continuation=True)
+    ph, script = job.phonemes[0], job.scripts[0]
+    assert 0 < len(script) < len(ph) and ph[-len(script) :] == script  # the rest of the text
+    res = rel.synthesize(r.text, prompt, continuation=True, steps=2, seed=0)
+    n_prompt = len(job.continuation_audio)
+    assert res.info["frames"] == [sum(job.durations[0])]  # exactly the predicted rest
+    assert len(res.audio) == n_prompt + sum(job.durations[0]) * rel.vae.hop
+    np.testing.assert_allclose(
+        res.audio[:n_prompt], job.continuation_audio, atol=1e-6
+    )  # prompt + continuation
+    rel.aligner = None
+    with pytest.raises(TTSInputError, match="aligner"):
+        rel.synthesize(r.text, prompt, continuation=True, steps=2)

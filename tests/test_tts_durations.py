@@ -249,3 +249,27 @@ def test_cli_writes_durations_for_a_latent_store(real, tmp_path, capsys):
     with pytest.raises(SystemExit, match="--manifest"):
         (tmp_path / "lat" / "phonemes.json").unlink()
         main(["--latents", str(tmp_path / "lat")])
+
+
+def test_the_end_of_a_prefix_is_found(real, aligner):
+    """A's latents alone, with the phonemes of A + space + B (a continuation prompt and its whole text): the
+    open-ended alignment must end in A's last units, and put A's symbol boundaries where aligning A alone does,
+    within the splice test's tolerance."""
+    held, misses = real["held"], []
+    for i in range(0, len(held), 2):
+        (za, ia), (_, ib) = held[i], held[i + 1]
+        ids = ia + [1] + ib
+        d, k = aligner.align_prefix(za, ids)
+        assert d.sum() == len(za) and d[len(ia) + 1 :].sum() == 0
+        us = units(ids)
+        last_a = max(j for j, u in enumerate(us) if u.last < len(ia))
+        misses.append(k - last_a)
+        # the boundaries before A's last 3 units: an open end has no reason to visit A's final phones (the path
+        # ends 0-2 units early, measured: -1, -1, 0, -1, -2, -2, those phones absorbed by the one before)
+        whole = aligner.align(za, ia)
+        n = us[last_a - 2].first
+        ends = np.cumsum(d[:n]) - np.cumsum(whole[:n])
+        assert np.abs(ends).max() <= 4, ends
+    assert all(-2 <= m <= 1 for m in misses), misses  # ends in A's last three units or the junction's pause
+    with pytest.raises(ValueError, match="not fitted"):
+        PhoneAligner().align_prefix(held[0][0], held[0][1])

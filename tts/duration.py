@@ -140,13 +140,34 @@ class DurationPredictor(nn.Module):
 
 
 RELEASE_KIND = "tts_duration"
+ALIGNER_FILE = (
+    "aligner.json"  # the HMM aligner of the training durations, beside the predictor (continuation)
+)
 
 
-def save_predictor(model: DurationPredictor, directory, meta: dict | None = None):
-    """Write the predictor as a release folder (model.safetensors + config.json)."""
+def save_predictor(model: DurationPredictor, directory, meta: dict | None = None, aligner=None):
+    """Write the predictor as a release folder (model.safetensors + config.json), with ``aligner`` (a fitted
+    tts.phone_hmm.PhoneAligner) as aligner.json when given."""
+    import json
+    from pathlib import Path
+
     from latentlm.checkpoint import save_release
 
-    return save_release(directory, model, model.cfg, meta=meta, kind=RELEASE_KIND)
+    out = save_release(directory, model, model.cfg, meta=meta, kind=RELEASE_KIND)
+    if aligner is not None:
+        (Path(out) / ALIGNER_FILE).write_text(json.dumps(aligner.to_dict()))
+    return out
+
+
+def load_aligner(directory):
+    """The PhoneAligner saved beside a predictor (aligner.json), or None."""
+    import json
+    from pathlib import Path
+
+    from tts.phone_hmm import PhoneAligner
+
+    path = Path(directory) / ALIGNER_FILE
+    return PhoneAligner.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def load_predictor(directory, device: str | torch.device = "cpu") -> DurationPredictor:

@@ -5,7 +5,8 @@
 
 Reads LATENTS/durations.json and LATENTS/phonemes.json (``python -m tts.durations`` makes both) and the
 manifest's speaker of each utterance. Each utterance's tempo input is measured on ANOTHER utterance of the same
-speaker, drawn anew every epoch, as synthesis measures it on the prompt. ``--holdout`` speakers are kept out of
+speaker, drawn anew every epoch, as synthesis measures it on the prompt. LATENTS/aligner.json (the aligner that
+made the durations) is saved beside the predictor: continuation prompts are aligned with it. ``--holdout`` speakers are kept out of
 training and scored at the end (mean absolute error per phone unit in frames, and sentence length error); the
 release's config.json keeps those numbers. A few minutes on one CPU core.
 """
@@ -23,7 +24,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from tts.duration import DurationConfig, DurationPredictor, save_predictor, speaking_rate, unit_targets
+from tts.duration import (
+    DurationConfig,
+    DurationPredictor,
+    load_aligner,
+    save_predictor,
+    speaking_rate,
+    unit_targets,
+)
 
 
 def load_items(latents: Path, manifests: list[str]) -> list[dict]:
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     items = load_items(Path(args.latents), args.manifest)
     model, metrics = train(items, DurationConfig(), epochs=args.epochs, holdout=args.holdout, seed=args.seed)
-    out = save_predictor(model, args.out, meta={"metrics": metrics})
+    aligner = load_aligner(args.latents)  # LATENTS/aligner.json (tts.durations): continuation prompts need it
+    out = save_predictor(model, args.out, meta={"metrics": metrics}, aligner=aligner)
     print(f"duration_train: {json.dumps(metrics)}")
     print(f"duration_train: wrote {out} in {time.time() - t0:.0f} s")
 

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from latentlm.checkpoint import load_state_dict_strict, load_training_state
 from latentlm.config import load_config
 from latentlm.model import LatentLM
-from tts.duration import load_predictor
+from tts.duration import load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.model import TTS
 from tts.train import TrainConfig, release_meta
@@ -55,19 +55,21 @@ def export(run: str | Path, out: str | Path, vae: str | None = None, duration: s
     lm = LatentLM(cfg.tts.model)
     load_state_dict_strict(lm, ema, source=str(run))
     vae_dir = vae or cfg.vae
-    predictor = None
+    path = None
     if duration:
         cfg.tts.timing = "predictor"
         cfg.tts.__post_init__()  # the predictor needs the interleaved layout
-        predictor = load_predictor(duration)
+        path = Path(duration)
     elif cfg.tts.timing == "predictor":
         path = Path(cfg.data.duration_model or Path(cfg.data.latents) / "duration_model")
         if not path.is_dir():
             raise FileNotFoundError(
                 f"the run times synthesis with a duration predictor; {path} is missing: pass --duration DIR"
             )
-        predictor = load_predictor(path)
-    tts = TTS(cfg.tts, lm.eval(), AudioVAE.from_pretrained(vae_dir), Frontend(cfg.tts.language), predictor)
+    predictor, aligner = (load_predictor(path), load_aligner(path)) if path is not None else (None, None)
+    tts = TTS(
+        cfg.tts, lm.eval(), AudioVAE.from_pretrained(vae_dir), Frontend(cfg.tts.language), predictor, aligner
+    )
     return tts.save_pretrained(out, meta=release_meta(cfg, step, vae_source=vae_dir, run=str(run)))
 
 

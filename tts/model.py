@@ -39,11 +39,12 @@ from latentlm.config import from_dict
 from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.transformer import TransformerConfig
-from tts.duration import DurationPredictor, load_predictor, speaking_rate
+from tts.duration import DurationPredictor, load_aligner, load_predictor, speaking_rate
 from tts.frontend import Frontend
 from tts.layout import MODALITY, SPACE_ID, generation_prefix, interleaved_script
 from tts.patch import to_frames, to_items
 from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
+from tts.phone_hmm import units
 from tts.script import item_durations
 from vocoder_vae.audio import prepare
 from vocoder_vae.model import AudioVAE
@@ -52,7 +53,10 @@ RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
 DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration.py), when the release has one
 TIMINGS = ("lm", "predictor")
-PHONE_SECONDS = (0.05, 0.24)  # the prompt tempo a duration predictor is given: seconds per phone unit, clamped
+PHONE_SECONDS = (
+    0.05,
+    0.24,
+)  # the prompt tempo a duration predictor is given: seconds per phone unit, clamped
 MIN_SPEED, MAX_SPEED = 0.5, 2.0  # synthesize(speed=...): durations / speed (timing "predictor")
 
 
@@ -195,6 +199,7 @@ class TTS:
         vae: AudioVAE,
         frontend: Frontend,
         duration: DurationPredictor | None = None,
+        aligner=None,
     ):
         if len(frontend.vocab) != cfg.model.vocab_size:
             raise TTSInputError(
@@ -218,6 +223,7 @@ class TTS:
             )
         self.cfg, self.lm, self.vae, self.frontend = cfg, lm.eval(), vae.eval(), frontend
         self.duration = duration.eval() if duration is not None else None
+        self.aligner = aligner  # tts.phone_hmm.PhoneAligner beside the predictor: continuation prompts
         self._asr = None
 
     # ------------------------------------------------------------------ releases
@@ -237,11 +243,12 @@ class TTS:
             load_state_dict_strict(lm, sd, source=str(directory))
             dur_dir = directory / DURATION_SUBDIR
             duration = load_predictor(dur_dir, device=device) if dur_dir.is_dir() else None
+            aligner = load_aligner(dur_dir) if dur_dir.is_dir() else None
         except TTSInputError:
             raise
         except (OSError, ValueError, KeyError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
-        return cls(cfg, lm.to(device), vae, frontend, duration)
+        return cls(cfg, lm.to(device), vae, frontend, duration, aligner)
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         directory = Path(directory)
@@ -251,7 +258,7 @@ class TTS:
         if self.duration is not None:
             from tts.duration import save_predictor
 
-            save_predictor(self.duration, directory / DURATION_SUBDIR)
+            save_predictor(self.duration, directory / DURATION_SUBDIR, aligner=self.aligner)
         return directory
 
     @property
@@ -346,10 +353,8 @@ class TTS:
         speed = float(speed)
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise TTSInputError(f"speed must be in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed:g}")
-        if speed != 1.0 and (continuation or self.cfg.timing != "predictor"):
-            raise TTSInputError(
-                "speed needs a release timed by a duration predictor (timing: predictor) and no continuation mode"
-            )
+        if speed != 1.0 and self.cfg.timing != "predictor":
+            raise TTSInputError("speed needs a release timed by a duration predictor (timing: predictor)")
         wav = self.load_prompt(prompt_audio)
         timings = {}
         if continuation:
@@ -360,10 +365,7 @@ class TTS:
                     "continuation mode takes the whole utterance as text; leave prompt_text None"
                 )
             if self.cfg.interleave:
-                raise TTSInputError(
-                    "continuation mode is not available for an interleaved-layout model (it would need the "
-                    "prompt's phoneme alignment); pass the prompt's transcript as prompt_text instead"
-                )
+                return self._continuation_script(text, wav, max_seconds, speed, timings, t0)
             ph = self._encode_text(text, "text")
             prompt = self._prompt_latents(wav)
             cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
@@ -406,6 +408,44 @@ class TTS:
             ]
         timings["prepare_s"] = time.perf_counter() - t0
         return _Job(prompt, prompt_text, sentences, phonemes, scripts, caps, floors, timings, durations)
+
+    def _continuation_script(self, text, wav, max_seconds, speed, timings, t0) -> _Job:
+        """Continuation mode for the interleaved layout: the aligner (tts/phone_hmm.py) finds where in the
+        text the prompt stops (open-ended Viterbi), the predictor times the rest in the prompt's tempo, and the
+        script starts with the unit the prompt is still saying (its remaining frames), as the training pairs'
+        prefix mode cuts it (tts.script.target_script)."""
+        if self.cfg.timing != "predictor" or self.aligner is None:
+            raise TTSInputError(
+                "continuation mode for an interleaved-layout model needs a release with a duration predictor and "
+                "its aligner (duration/aligner.json); pass the prompt's transcript as prompt_text instead"
+            )
+        ph = self._encode_text(text, "text")
+        z = self.vae.encode(wav, self.sample_rate)  # [T, D] VAE means
+        prompt = self.lm.normalize(MODALITY, to_items(z.to(self.device), self.cfg.patch))  # [Tp, patch * D]
+        frames = int(prompt.shape[0]) * self.cfg.patch  # what the items hold
+        said, k = self.aligner.align_prefix(z[:frames].cpu(), ph)
+        us = units(ph, self.frontend.vocab.symbols)
+        if k >= len(us):
+            raise TTSInputError("the prompt already says the whole text: nothing is left to continue")
+        fps = self.cfg.frame_rate
+        rate = frames / max(1, sum(not u.pause for u in us[: k + 1]))
+        rate = min(max(rate, PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
+        pred = self.duration.predict(ph, rate, tempo=speed)  # frames per symbol of the whole text
+        rest = pred[us[k].last] - int(said[us[k].last]) if k >= 0 else 0
+        if rest > 0:  # the prompt stops inside unit k: its last symbol goes on for the predicted rest
+            start, first = us[k].last, [rest]
+        elif k + 1 < len(us):
+            start, first = us[k + 1].first, []
+        else:
+            raise TTSInputError("the prompt already says the whole text: nothing is left to continue")
+        script = ph[start:]
+        durations = item_durations(first + pred[start + len(first) :], self.cfg.patch)
+        cap = max(self.frame_cap(len(script), max_seconds), 1)
+        timings["prepare_s"] = time.perf_counter() - t0
+        kept = wav[: frames * self.vae.hop]  # the output starts with the prompt audio the items hold
+        return _Job(
+            prompt, "", [text], [ph], [script], [cap], [0], timings, [durations], continuation_audio=kept
+        )
 
     # ------------------------------------------------------------------ decoding
     def _generator(self, seed: int, sentence: int) -> torch.Generator:

@@ -141,9 +141,10 @@ def _moves(skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return srcc, ok
 
 
-def viterbi(ll: np.ndarray, skip: np.ndarray) -> tuple[np.ndarray, float]:
+def viterbi(ll: np.ndarray, skip: np.ndarray, open_end: bool = False) -> tuple[np.ndarray, float]:
     """Best left-to-right path through S states over T frames. ll [T, S]: frame log-likelihoods per state;
-    skip [S]: states that may take 0 frames (the others take >= 1). Returns (state of each frame [T], the path's
+    skip [S]: states that may take 0 frames (the others take >= 1). ``open_end``: the frames are only the start
+    of the utterance, so the path may end in any state. Returns (state of each frame [T], the path's
     log-likelihood)."""
     T, S = ll.shape
     src, ok = _moves(skip)  # [J, S]
@@ -158,7 +159,7 @@ def viterbi(ll: np.ndarray, skip: np.ndarray) -> tuple[np.ndarray, float]:
         j = cand.argmax(0)  # ties: the smallest jump (stay)
         back[t] = j
         delta = cand[j, cols] + ll[t]
-    final = np.where(end, delta, -np.inf)
+    final = delta if open_end else np.where(end, delta, -np.inf)
     s = int(final.argmax())
     score = float(final[s])
     if not math.isfinite(score):
@@ -300,6 +301,18 @@ class PhoneAligner:
         dur[us[0].last] += per_state[0]  # leading silence: the first unit
         dur[n_symbols - 1] += per_state[-1]  # trailing silence: the last symbol
         return dur
+
+    def align_prefix(self, latents: torch.Tensor | np.ndarray, ids: Sequence[int]) -> tuple[np.ndarray, int]:
+        """Latents [T, D] of the START of an utterance whose phoneme ids [N] are all given (a continuation
+        prompt): (frames per symbol int64 [N] summing to T, index of the unit (``units(ids)``) being said at
+        the last frame: -1 while still in the leading silence, len(units) once in the trailing silence)."""
+        if self.means is None:
+            raise ValueError("durations: the aligner is not fitted (call fit or from_dict)")
+        x, us = self._prepare(latents, ids)
+        cls = np.array([self.pause_cls, *(u.cls for u in us), self.pause_cls])
+        skip = np.array([True, *(u.pause for u in us), True])  # the path stops where the frames do
+        path, _ = viterbi(self._loglik(x, cls), skip, open_end=True)
+        return self._durations(us, path, len(ids)), int(path[-1]) - 1
 
     def align(self, latents: torch.Tensor | np.ndarray, ids: Sequence[int]) -> np.ndarray:
         """Latents [T, D] and phoneme ids [N] -> frames per symbol, int64 [N] summing to T."""

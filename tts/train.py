@@ -230,9 +230,9 @@ class Trainer:
             resume and self.ckpt.is_file()
         ):  # before sharding; a resumed run ignores it
             self._init_from(Path(cfg.init_from))
-        self.duration = self._duration_model()
+        self.duration, self.aligner = self._duration_model()
         TTS(
-            cfg.tts, self.lm, self.vae, self.frontend, self.duration
+            cfg.tts, self.lm, self.vae, self.frontend, self.duration, self.aligner
         )  # validates dims / frame rate vs the VAE
         self.lm.train()
         self.net: nn.Module = _Losses(self.lm, cfg.align, cfg.ctc_weight)
@@ -531,12 +531,12 @@ class Trainer:
     def ema_tts(self) -> TTS:
         lm = LatentLM(self.cfg.tts.model).to(self.device)
         lm.load_state_dict({k: self._full(v) for k, v in self.ema.items()})
-        return TTS(self.cfg.tts, lm.eval(), self.vae, self.frontend, self.duration)
+        return TTS(self.cfg.tts, lm.eval(), self.vae, self.frontend, self.duration, self.aligner)
 
-    def _duration_model(self):
-        """The duration predictor the exports ship (tts.timing "predictor"), else None."""
+    def _duration_model(self) -> tuple:
+        """(duration predictor, its aligner or None) the exports ship (tts.timing "predictor"), else Nones."""
         if self.cfg.tts.timing != "predictor":
-            return None
+            return None, None
         c = self.cfg.data
         path = Path(c.duration_model or Path(c.latents) / "duration_model")
         if not (path / "model.safetensors").is_file():
@@ -544,9 +544,9 @@ class Trainer:
                 f'tts.timing "predictor" needs a duration predictor at {path}: run python -m tts.duration_train '
                 f"--latents {c.latents} --manifest {c.manifest} --out {path} (or set data.duration_model)"
             )
-        from tts.duration import load_predictor
+        from tts.duration import load_aligner, load_predictor
 
-        return load_predictor(path, device=self.device)
+        return load_predictor(path, device=self.device), load_aligner(path)
 
     @torch.no_grad()
     def _write_samples(self, writer, valid: list[tuple]) -> None:
