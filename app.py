@@ -250,6 +250,8 @@ def build_demo(
     model = _Lazy(lambda: tts_or_loader) if hasattr(tts_or_loader, "synthesize") else _Lazy(tts_or_loader)
     check = _Lazy(lambda: checker or Checker(cfg.asr, cfg.sim))
     streaming = cfg.streaming if cfg.streaming is not None else shutil.which("ffmpeg") is not None
+    # the release's own guidance default when the model is already loaded (TTSConfig.cfg_scale)
+    default_cfg = float(getattr(getattr(tts_or_loader, "cfg", None), "cfg_scale", 1.5))
 
     def settings(prompt_text, steps, guidance, temperature, seed, speed) -> dict:
         return dict(
@@ -317,7 +319,9 @@ def build_demo(
                     )
                     with gr.Accordion("Advanced", open=False):
                         steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (DPM-Solver++)")
-                        guidance = gr.Slider(1.0, 4.0, value=1.5, step=0.1, label="Guidance (CFG scale)")
+                        guidance = gr.Slider(
+                            1.0, 4.0, value=default_cfg, step=0.1, label="Guidance (CFG scale)"
+                        )
                         temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="Temperature")
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         speed = gr.Slider(

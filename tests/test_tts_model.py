@@ -307,3 +307,23 @@ def test_continuation_mode_keeps_the_prompt_and_continues(tts, dev):
     np.testing.assert_allclose(batched.audio, res.audio, atol=1e-4)
     with pytest.raises(TTSInputError, match="continuation mode"):
         tts.synthesize("x y z.", prompt, prompt_text="the start", continuation=True)
+
+
+def test_the_release_sets_the_default_guidance(dev):
+    kw = dict(prompt_text=dev["lj1_text"], max_seconds=0.4, seed=3, steps=2)
+    strong = make_tiny_tts(seed=0, cfg_scale=3.0)
+    seen = []
+    real_stream = strong.lm.generate_stream
+
+    def spy(prefix, **kwargs):
+        seen.append(kwargs["cfg"])
+        return real_stream(prefix, **kwargs)
+
+    strong.lm.generate_stream = spy
+    strong.synthesize("Hello.", dev["lj1"], **kw)
+    strong.synthesize("Hello.", dev["lj1"], cfg=1.5, **kw)
+    strong.synthesize_batch([dict(text="Hello.", prompt_audio=dev["lj1"], **kw)])
+    list(strong.stream("Hello.", dev["lj1"], **kw))
+    assert seen == [3.0, 1.5, 3.0, 3.0]
+    with pytest.raises(ValueError, match="cfg_scale"):
+        make_tiny_tts(seed=0, cfg_scale=-1.0)

@@ -1,6 +1,6 @@
 """Resumable batch synthesis from a job list (calls only the public TTS API).
 
-    python -m tts.batch JOBS.jsonl|JOBS.tsv --checkpoint DIR --out-dir DIR [--batch-size 8 --steps 10 --cfg 1.5]
+    python -m tts.batch JOBS.jsonl|JOBS.tsv --checkpoint DIR --out-dir DIR [--batch-size 8 --steps 10 --cfg CFG]
 
 Job rows (the format evaluation/librispeech.py writes; extra keys are ignored): ``id``, ``text``,
 ``prompt_audio`` (relative paths resolve against the job file's folder), ``prompt_text`` (optional; null =
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--batch-size", type=int, default=8, help="jobs decoded together")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--cfg", type=float, default=1.5)
+    ap.add_argument(
+        "--cfg", type=float, default=None, help="guidance scale (default: the release's cfg_scale)"
+    )
     ap.add_argument("--speed", type=float, default=1.0, help="default speed of jobs without a speed (0.5-2)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0, help="seed of jobs without their own")

@@ -97,6 +97,9 @@ class TTSConfig:
     # above) or "predictor" (tts/duration.py: durations predicted in the prompt's tempo, forced exactly; the
     # release's duration/ folder)
     timing: str = "lm"
+    # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);
+    # a release sets what suits it (docs/TTS.md "Duration predictor": 2.5 for predictor timing)
+    cfg_scale: float = 1.5
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -141,6 +144,8 @@ class TTSConfig:
             raise ValueError(
                 "frame_rate, max_frames_per_phoneme and the max_*_seconds run limits must be positive"
             )
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if self.timing not in TIMINGS:
             raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
         if self.timing == "predictor" and not self.interleave:
@@ -462,6 +467,7 @@ class TTS:
         ``_run_limits``)."""
         if steps < 1:
             raise TTSInputError(f"steps must be >= 1, got {steps}")
+        cfg = self.cfg.cfg_scale if cfg is None else float(cfg)
         if cfg < 0 or temperature < 0:
             raise TTSInputError(f"cfg and temperature must be >= 0, got cfg={cfg}, temperature={temperature}")
         scripts = scripts if self.cfg.interleave else None
@@ -576,7 +582,7 @@ class TTS:
         prompt_audio,
         prompt_text: str | None = None,
         steps: int = 10,
-        cfg: float = 1.5,
+        cfg: float | None = None,
         temperature: float = 1.0,
         seed: int = 0,
         max_seconds: float | None = None,
@@ -616,7 +622,7 @@ class TTS:
         prompt_audio,
         prompt_text: str | None = None,
         steps: int = 10,
-        cfg: float = 1.5,
+        cfg: float | None = None,
         temperature: float = 1.0,
         seed: int = 0,
         max_seconds: float | None = None,
@@ -703,7 +709,11 @@ class TTS:
         for i, p in enumerate(prepared):
             if isinstance(p, _Job):
                 j = jobs[i]
-                key = (int(j.get("steps", 10)), float(j.get("cfg", 1.5)), float(j.get("temperature", 1.0)))
+                key = (
+                    int(j.get("steps", 10)),
+                    float(self.cfg.cfg_scale if j.get("cfg") is None else j["cfg"]),
+                    float(j.get("temperature", 1.0)),
+                )
                 rows += [(i, s, key, int(j.get("seed", 0))) for s in range(len(p.sentences))]
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}

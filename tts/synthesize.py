@@ -1,7 +1,7 @@
 """One utterance from the command line (calls only the public TTS API).
 
     python -m tts.synthesize --checkpoint checkpoints/tts_demo --text "Hello there." --prompt prompt.wav \
-        [--prompt-text "what the prompt says"] --out out.wav [--steps 10 --cfg 1.5 --temperature 1.0 --seed 0]
+        [--prompt-text "what the prompt says"] --out out.wav [--steps 10 --cfg CFG --temperature 1.0 --seed 0]
 
 Without --prompt-text the prompt is transcribed by the offline Whisper-base model.
 """
@@ -27,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-text", default=None, help="transcript of the prompt (default: Whisper-base)")
     ap.add_argument("--out", required=True, help="output .wav")
     ap.add_argument("--steps", type=int, default=10, help="DPM-Solver++ steps per frame")
-    ap.add_argument("--cfg", type=float, default=1.5, help="classifier-free guidance scale (1 = off)")
+    ap.add_argument(
+        "--cfg",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (1 = off; default: the release's)",
+    )
     ap.add_argument("--temperature", type=float, default=1.0, help="diffusion noise scale")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=None, help="cap per sentence")
