@@ -3,7 +3,7 @@
 Dimension legend: B rows, T latent frames, D latent dim, L samples.
 
     tts = TTS.from_pretrained("checkpoints/tts_demo")
-    res = tts.synthesize("Hello there.", "prompt.wav", prompt_text=None, steps=10, cfg=1.5, seed=0)
+    res = tts.synthesize("Hello there.", "prompt.wav", prompt_text=None, steps=10, seed=0)  # cfg: the release's
     res.audio  # float32 [L] at res.sample_rate: only the new speech, never the prompt
     for chunk in tts.stream("Hello there.", "prompt.wav"):  # float32 chunks while frames are generated
         ...
