@@ -110,6 +110,8 @@ def test_synthesis_with_predicted_durations(real_speech_dir, tmp_path):
     assert fast_b.info["frames"] == fast.info["frames"]
     with pytest.raises(TTSInputError, match="speed must be"):
         tts.synthesize("Hello there.", wav, speed=3.0, **kw)
+    [bad] = tts.synthesize_batch([dict(text="Hi.", prompt_audio=wav, speed="fast", **kw)], on_error="return")
+    assert isinstance(bad, TTSInputError) and "speed must be a number" in str(bad)
     lm_timed = make_tiny_tts(seed=0, interleave=True)
     assert (
         lm_timed.duration is None

@@ -19,14 +19,18 @@ last symbol). Predictions are rounded on the running sum, so rounding errors do 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from tts.phone_hmm import SYMBOLS, units
+from latentlm.checkpoint import load_release, load_state_dict_strict, save_release
+from latentlm.config import from_dict
+from tts.phone_hmm import SYMBOLS, PhoneAligner, units
 
 
 @dataclass
@@ -145,36 +149,25 @@ ALIGNER_FILE = (
 )
 
 
-def save_predictor(model: DurationPredictor, directory, meta: dict | None = None, aligner=None):
+def save_predictor(
+    model: DurationPredictor, directory, meta: dict | None = None, aligner: PhoneAligner | None = None
+) -> Path:
     """Write the predictor as a release folder (model.safetensors + config.json), with ``aligner`` (a fitted
     tts.phone_hmm.PhoneAligner) as aligner.json when given."""
-    import json
-    from pathlib import Path
-
-    from latentlm.checkpoint import save_release
-
     out = save_release(directory, model, model.cfg, meta=meta, kind=RELEASE_KIND)
     if aligner is not None:
         (Path(out) / ALIGNER_FILE).write_text(json.dumps(aligner.to_dict()))
     return out
 
 
-def load_aligner(directory):
+def load_aligner(directory) -> PhoneAligner | None:
     """The PhoneAligner saved beside a predictor (aligner.json), or None."""
-    import json
-    from pathlib import Path
-
-    from tts.phone_hmm import PhoneAligner
-
     path = Path(directory) / ALIGNER_FILE
     return PhoneAligner.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def load_predictor(directory, device: str | torch.device = "cpu") -> DurationPredictor:
     """A predictor release folder -> DurationPredictor (eval mode). Safetensors only (no pickles)."""
-    from latentlm.checkpoint import load_release, load_state_dict_strict
-    from latentlm.config import from_dict
-
     sd, cfg, _ = load_release(directory, kind=RELEASE_KIND)
     model = DurationPredictor(from_dict(DurationConfig, cfg))
     load_state_dict_strict(model, sd, source=str(directory))

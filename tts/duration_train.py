@@ -62,6 +62,16 @@ def _rates(items: list[dict]) -> dict[str, list[float]]:
     return by
 
 
+def _tempo(it: dict, rates: dict[str, list[float]], rng: random.Random | None = None) -> float:
+    """An utterance's tempo input, measured on ANOTHER utterance of its speaker as a prompt would be: a random
+    one (training), or their mean (rng None: scoring). A speaker with one utterance: its own."""
+    own = rates[it["speaker"]]
+    others = list(own)
+    others.remove(it["rate"])
+    others = others or own
+    return rng.choice(others) if rng is not None else sum(others) / len(others)
+
+
 def _batch(items: list[dict], rates: dict[str, list[float]], rng: random.Random | None) -> tuple[Tensor, ...]:
     """-> ids [B, N], mask [B, N], log_rate [B], flags [B, N, 2], target log(1 + d) [B, N], unit-end mask [B, N].
     rng None: the tempo is the speaker's mean over their other utterances (deterministic, for scoring)."""
@@ -80,12 +90,7 @@ def _batch(items: list[dict], rates: dict[str, list[float]], rng: random.Random 
         last, _, fl = unit_targets(it["ids"])
         ends[b, :k], flags[b, :k] = last, fl
         target[b, :k] = torch.log1p(torch.tensor(it["durations"], dtype=torch.float))
-        own = rates[it["speaker"]]
-        others = list(own)
-        others.remove(it["rate"])
-        others = others or own
-        r = rng.choice(others) if rng is not None else sum(others) / len(others)
-        log_rate[b] = math.log(r)
+        log_rate[b] = math.log(_tempo(it, rates, rng))
     return ids, mask, log_rate, flags, target, ends
 
 
@@ -93,8 +98,7 @@ def evaluate(model: DurationPredictor, items: list[dict], rates: dict[str, list[
     """Mean absolute error per unit (frames) and mean |predicted - true| / true sentence length."""
     err, n, rel = 0.0, 0, []
     for it in items:
-        own = [r for r in rates[it["speaker"]] if r != it["rate"]] or rates[it["speaker"]]
-        pred = model.predict(it["ids"], sum(own) / len(own))
+        pred = model.predict(it["ids"], _tempo(it, rates))
         last, _, _ = unit_targets(it["ids"])
         d = it["durations"]
         err += sum(abs(p - t) for p, t, e in zip(pred, d, last.tolist()) if e)

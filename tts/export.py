@@ -14,6 +14,7 @@ a copy small enough for a machine that hands back only small files (a lent GPU),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -27,7 +28,7 @@ from latentlm.model import LatentLM
 from tts.duration import load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.model import TTS
-from tts.train import TrainConfig, release_meta
+from tts.train import TrainConfig, duration_model_dir, release_meta
 from vocoder_vae.model import AudioVAE
 
 
@@ -57,11 +58,10 @@ def export(run: str | Path, out: str | Path, vae: str | None = None, duration: s
     vae_dir = vae or cfg.vae
     path = None
     if duration:
-        cfg.tts.timing = "predictor"
-        cfg.tts.__post_init__()  # the predictor needs the interleaved layout
+        cfg.tts = dataclasses.replace(cfg.tts, timing="predictor")  # validated: needs the interleaved layout
         path = Path(duration)
     elif cfg.tts.timing == "predictor":
-        path = Path(cfg.data.duration_model or Path(cfg.data.latents) / "duration_model")
+        path = duration_model_dir(cfg.data)
         if not path.is_dir():
             raise FileNotFoundError(
                 f"the run times synthesis with a duration predictor; {path} is missing: pass --duration DIR"

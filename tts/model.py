@@ -39,7 +39,7 @@ from latentlm.config import from_dict
 from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.transformer import TransformerConfig
-from tts.duration import DurationPredictor, load_aligner, load_predictor, speaking_rate
+from tts.duration import DurationPredictor, load_aligner, load_predictor, phone_units
 from tts.frontend import Frontend
 from tts.layout import MODALITY, SPACE_ID, generation_prefix, interleaved_script
 from tts.patch import to_frames, to_items
@@ -53,10 +53,9 @@ RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
 DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration.py), when the release has one
 TIMINGS = ("lm", "predictor")
-PHONE_SECONDS = (
-    0.05,
-    0.24,
-)  # the prompt tempo a duration predictor is given: seconds per phone unit, clamped
+# the prompt tempo a duration predictor is given, in seconds per phone unit, is clamped to this range (the
+# training clips: 0.06-0.21 s), so a transcript that does not fit its clip cannot ask for minutes of audio
+PHONE_SECONDS = (0.05, 0.24)
 MIN_SPEED, MAX_SPEED = 0.5, 2.0  # synthesize(speed=...): durations / speed (timing "predictor")
 
 
@@ -342,12 +341,16 @@ class TTS:
         return max(1, math.ceil(min(cap, int(limit * c.frame_rate)) / c.patch))  # in items of patch frames
 
     @torch.no_grad()
-    def _prompt_latents(self, wav: np.ndarray) -> Tensor:
-        """Prompt waveform at the model rate -> normalised VAE mean latents [Tp, D]."""
-        z = self.vae.encode(wav, self.sample_rate)  # [Tp, D] means
-        return self.lm.normalize(
-            MODALITY, to_items(z.to(self.device), self.cfg.patch)
-        )  # [Tp // patch, patch * D]
+    def _prompt_latents(self, wav: np.ndarray, means: Tensor | None = None) -> Tensor:
+        """Prompt waveform at the model rate (or its VAE means [T, D], when already encoded) -> normalised
+        items [T // patch, patch * D]."""
+        z = self.vae.encode(wav, self.sample_rate) if means is None else means  # [T, D] means
+        return self.lm.normalize(MODALITY, to_items(z.to(self.device), self.cfg.patch))
+
+    def _tempo(self, frames: int, phones: int) -> float:
+        """A prompt's VAE frames per phone unit (tts.duration.speaking_rate), clamped to ``PHONE_SECONDS``."""
+        fps = self.cfg.frame_rate
+        return min(max(frames / max(1, phones), PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
 
     def _prepare(
         self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False, speed: float = 1.0
@@ -355,7 +358,12 @@ class TTS:
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise TTSInputError("text is empty: nothing to synthesize")
-        speed = float(speed)
+        try:
+            speed = float(speed)
+        except (TypeError, ValueError):
+            raise TTSInputError(
+                f"speed must be a number in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed!r}"
+            ) from None
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise TTSInputError(f"speed must be in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed:g}")
         if speed != 1.0 and self.cfg.timing != "predictor":
@@ -403,11 +411,7 @@ class TTS:
         prompt = self._prompt_latents(wav)
         durations = None
         if self.cfg.interleave and self.cfg.timing == "predictor":
-            # the prompt's tempo in VAE frames per phone unit, kept to what speech can be (the training clips:
-            # 1.5-5.3 frames at 25 Hz), so a transcript that does not match its clip cannot ask for minutes
-            fps = self.cfg.frame_rate
-            rate = speaking_rate(int(prompt.shape[0]) * self.cfg.patch, prompt_ph)
-            rate = min(max(rate, PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
+            rate = self._tempo(int(prompt.shape[0]) * self.cfg.patch, phone_units(prompt_ph))
             durations = [
                 item_durations(self.duration.predict(sc, rate, tempo=speed), self.cfg.patch) for sc in scripts
             ]
@@ -426,15 +430,13 @@ class TTS:
             )
         ph = self._encode_text(text, "text")
         z = self.vae.encode(wav, self.sample_rate)  # [T, D] VAE means
-        prompt = self.lm.normalize(MODALITY, to_items(z.to(self.device), self.cfg.patch))  # [Tp, patch * D]
+        prompt = self._prompt_latents(wav, z)  # [Tp, patch * D]
         frames = int(prompt.shape[0]) * self.cfg.patch  # what the items hold
         said, k = self.aligner.align_prefix(z[:frames].cpu(), ph)
         us = units(ph, self.frontend.vocab.symbols)
         if k >= len(us):
             raise TTSInputError("the prompt already says the whole text: nothing is left to continue")
-        fps = self.cfg.frame_rate
-        rate = frames / max(1, sum(not u.pause for u in us[: k + 1]))
-        rate = min(max(rate, PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
+        rate = self._tempo(frames, sum(not u.pause for u in us[: k + 1]))  # the phones the prompt said
         pred = self.duration.predict(ph, rate, tempo=speed)  # frames per symbol of the whole text
         rest = pred[us[k].last] - int(said[us[k].last]) if k >= 0 else 0
         if rest > 0:  # the prompt stops inside unit k: its last symbol goes on for the predicted rest
@@ -698,7 +700,7 @@ class TTS:
                         job.get("prompt_text"),
                         job.get("max_seconds"),
                         bool(job.get("continuation", False)),
-                        float(job.get("speed", 1.0)),
+                        job.get("speed", 1.0),
                     )
                 )
             except TTSInputError as e:

@@ -247,11 +247,14 @@ class PhoneAligner:
     def _prepare(self, latents, ids) -> tuple[np.ndarray, list[Unit]]:
         return features(latents, self.deltas), units(ids, self.symbols)
 
-    def _states(self, us: list[Unit], T: int) -> tuple[np.ndarray, np.ndarray]:
-        """Class [S] and skippable [S] of the states: leading silence, the units, trailing silence."""
+    def _states(self, us: list[Unit], T: int, prefix: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Class [S] and skippable [S] of the states: leading silence, the units, trailing silence. ``prefix``:
+        the frames are only the start of the utterance (the path stops where they do: no fallback needed)."""
         cls = np.array([self.pause_cls, *(u.cls for u in us), self.pause_cls])
         skip = np.array([True, *(u.pause for u in us), True])
-        if int((~skip).sum()) > T:  # too few frames for a frame per phone: every unit may take none
+        if (
+            not prefix and int((~skip).sum()) > T
+        ):  # too few frames for a frame per phone: every unit may take none
             skip[:] = True
         return cls, skip
 
@@ -309,8 +312,7 @@ class PhoneAligner:
         if self.means is None:
             raise ValueError("durations: the aligner is not fitted (call fit or from_dict)")
         x, us = self._prepare(latents, ids)
-        cls = np.array([self.pause_cls, *(u.cls for u in us), self.pause_cls])
-        skip = np.array([True, *(u.pause for u in us), True])  # the path stops where the frames do
+        cls, skip = self._states(us, len(x), prefix=True)
         path, _ = viterbi(self._loglik(x, cls), skip, open_end=True)
         return self._durations(us, path, len(ids)), int(path[-1]) - 1
 

@@ -192,6 +192,11 @@ def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, 
     return cache
 
 
+def duration_model_dir(data: DataConfig) -> Path:
+    """Where a run's duration predictor lives: ``data.duration_model``, or LATENTS/duration_model."""
+    return Path(data.duration_model or Path(data.latents) / "duration_model")
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = True):
         self.cfg = cfg
@@ -538,7 +543,7 @@ class Trainer:
         if self.cfg.tts.timing != "predictor":
             return None, None
         c = self.cfg.data
-        path = Path(c.duration_model or Path(c.latents) / "duration_model")
+        path = duration_model_dir(c)
         if not (path / "model.safetensors").is_file():
             raise ValueError(
                 f'tts.timing "predictor" needs a duration predictor at {path}: run python -m tts.duration_train '
