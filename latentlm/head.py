@@ -43,6 +43,7 @@ from latentlm.diffusion import (
     randn_rows,
     solver_timesteps,
 )
+from latentlm.linear import DecodeLinear, decode_weight
 from latentlm.transformer import RMSNorm, rms_normalize
 
 
@@ -83,8 +84,8 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 class SwiGLU(nn.Module):
     def __init__(self, width: int, hidden: int):
         super().__init__()
-        self.w_in = nn.Linear(width, 2 * hidden, bias=False)
-        self.w_out = nn.Linear(hidden, width, bias=False)
+        self.w_in = DecodeLinear(width, 2 * hidden, bias=False)
+        self.w_out = DecodeLinear(hidden, width, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         a, b = self.w_in(x).chunk(2, dim=-1)  # [M, H] each
@@ -98,7 +99,7 @@ class HeadBlock(nn.Module):
         super().__init__()
         self.norm = RMSNorm(width)
         self.mlp = SwiGLU(width, hidden)
-        self.ada = nn.Linear(width, 3 * width)  # zero-initialised by the head
+        self.ada = DecodeLinear(width, 3 * width)  # zero-initialised by the head
 
     def forward(self, h: Tensor, c_act: Tensor) -> Tensor:
         shift, scale, gate = self.ada(c_act).chunk(3, dim=-1)  # [M, W] each
@@ -113,14 +114,14 @@ class DiffusionHead(nn.Module):
         self.cfg = cfg
         self.schedule = NoiseSchedule(cfg.diffusion)
         W = cfg.width
-        self.x_in = nn.Linear(cfg.latent_dim, W, bias=False)
+        self.x_in = DecodeLinear(cfg.latent_dim, W, bias=False)
         self.cond_norm = RMSNorm(cfg.cond_dim)
-        self.cond_proj = nn.Linear(cfg.cond_dim, W, bias=False)
-        self.t_mlp = nn.Sequential(nn.Linear(self.FREQ_DIM, W), nn.SiLU(), nn.Linear(W, W))
+        self.cond_proj = DecodeLinear(cfg.cond_dim, W, bias=False)
+        self.t_mlp = nn.Sequential(DecodeLinear(self.FREQ_DIM, W), nn.SiLU(), DecodeLinear(W, W))
         self.blocks = nn.ModuleList(HeadBlock(W, cfg.hidden) for _ in range(cfg.depth))
         self.final_norm = RMSNorm(W)
-        self.final_ada = nn.Linear(W, 2 * W)
-        self.out = nn.Linear(W, cfg.latent_dim, bias=False)
+        self.final_ada = DecodeLinear(W, 2 * W)
+        self.out = DecodeLinear(W, cfg.latent_dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -251,9 +252,9 @@ class DiffusionHead(nn.Module):
         ab = [self.schedule.alpha_sigma(t) for t in ts]  # Python floats
         eps_pred = self.cfg.diffusion.prediction == "eps"
         # weights as [in, out] views (made once, not per evaluation) and the per-block RMSNorm epsilons
-        w_x = self.x_in.weight.t()
-        w_mlp = [(b.mlp.w_in.weight.t(), b.mlp.w_out.weight.t()) for b in self.blocks]
-        w_out = self.out.weight.t()
+        w_x = decode_weight(self.x_in)
+        w_mlp = [(decode_weight(b.mlp.w_in), decode_weight(b.mlp.w_out)) for b in self.blocks]
+        w_out = decode_weight(self.out)
         W = self.cfg.width
         inv_w = torch.full((W, 1), 1.0 / W, dtype=dtype, device=cond.device)  # [W, 1]: mean over W by matmul
         eps = [torch.full((1, 1), n.eps, dtype=dtype, device=cond.device) for n in self._norms()]

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from latentlm.checkpoint import load_release, load_state_dict_strict, save_release
 from latentlm.config import from_dict
 from latentlm.head import DiffusionHead, HeadConfig
+from latentlm.linear import DecodeLinear
 from latentlm.sequence import Batch, TokenLayout
 from latentlm.transformer import KVCache, Transformer, TransformerConfig
 
@@ -61,10 +62,10 @@ class LatentLM(nn.Module):
         self.latent_dims = {m: h.latent_dim for m, h in cfg.modalities.items()}
         self.embed = nn.Embedding(self.layout.size, c)
         self.latent_in = nn.ModuleDict(
-            {m: nn.Linear(h.latent_dim, c, bias=False) for m, h in cfg.modalities.items()}
+            {m: DecodeLinear(h.latent_dim, c, bias=False) for m, h in cfg.modalities.items()}
         )
         self.trunk = Transformer(cfg.trunk)
-        self.lm_head = nn.Linear(c, self.layout.size, bias=False)
+        self.lm_head = DecodeLinear(c, self.layout.size, bias=False)
         self.heads = nn.ModuleDict({m: DiffusionHead(h) for m, h in cfg.modalities.items()})
         for m, h in cfg.modalities.items():
             self.register_buffer(f"latent_mean_{m}", torch.zeros(h.latent_dim))

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from latentlm.linear import DecodeLinear
+
 
 @dataclass
 class TransformerConfig:
@@ -225,8 +227,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.n_heads, self.n_kv, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
-        self.qkv = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
-        self.out = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        self.qkv = DecodeLinear(cfg.dim, (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
+        self.out = DecodeLinear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
         # Training aids (e.g. a guided-attention loss) set ``keep_probs`` = k > 0 to keep the softmax attention
         # of the first k query heads of the last call in ``probs`` [B, k, N, S] (with gradient); 0 = off.
@@ -290,8 +292,8 @@ def attention_probs(q: Tensor, k: Tensor, mask: Tensor | None, rep: int) -> Tens
 class SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
-        self.down = nn.Linear(hidden, dim, bias=False)
+        self.gate_up = DecodeLinear(dim, 2 * hidden, bias=False)
+        self.down = DecodeLinear(hidden, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:  # [B, N, C] -> [B, N, C]
         gate, up = self.gate_up(x).chunk(2, dim=-1)  # 2 x [B, N, F]

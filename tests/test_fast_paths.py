@@ -287,3 +287,35 @@ def test_cfg_decoding_matches_a_recompute_loop_with_the_reference_sampler():
         torch.testing.assert_close(items[k], z[0], atol=ATOL, rtol=1e-5)
         for row in rows:
             row.append(Latents("audio", z))
+
+
+def test_decode_linear_matches_nn_linear_and_follows_weight_changes():
+    """DecodeLinear (the cached [in, out] weight for small no-grad CPU calls) computes nn.Linear's output, keeps
+    nn.Linear's state_dict, recomputes its copy after an optimizer step and a load_state_dict, and trains through
+    the ordinary path."""
+    from latentlm.linear import DECODE_ROWS, DecodeLinear, decode_weight
+
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(48, 80)
+    lin = DecodeLinear(48, 80)
+    assert lin.state_dict().keys() == ref.state_dict().keys()
+    lin.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 48)  # 6 rows: the decode path
+    big = torch.randn(DECODE_ROWS + 1, 48)  # the ordinary path
+    with torch.no_grad():
+        for inp in (x, big):
+            torch.testing.assert_close(lin(inp), ref(inp), atol=ATOL, rtol=0)
+        cached = decode_weight(lin)
+        assert cached.is_contiguous() and cached.shape == (48, 80)
+        assert decode_weight(lin) is cached  # reused while the weight is unchanged
+
+    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
+    loss = lin(x).square().mean()  # grad enabled: F.linear, so the gradient reaches the weight
+    loss.backward()
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+    opt.step()
+    with torch.no_grad():
+        assert decode_weight(lin) is not cached
+        torch.testing.assert_close(lin(x), F.linear(x, lin.weight, lin.bias), atol=ATOL, rtol=0)
+        lin.load_state_dict(ref.state_dict())  # back to the reference weights
+        torch.testing.assert_close(lin(x), ref(x), atol=ATOL, rtol=0)
