@@ -8,8 +8,10 @@
 # offline/ layout: offline/wheels/*.whl (pip download -r requirements.txt, for the GPU machine's Python),
 #                  offline/debs/*.deb    (apt-get download of the speech engines make_corpus.py uses + their deps).
 # Env knobs: PYTHON (default python3), VAE_MINUTES (3), VAE_ADV_START (2000: step the GAN terms start),
-#            TTS_MINUTES (4), CORPUS_HOURS (2), REAL_SPEECH (folder).
-# Status: NOT yet run on a GPU as a whole. Its TTS stage's trainer ran on an H200 (tts.train, 1,700 steps at
+#            TTS_MINUTES (4), CORPUS_HOURS (2), SPEAKERS (120), REAL_SPEECH (folder), DEVICE (cuda; cpu runs the
+#            same stages here, e.g. a wiring check with tiny budgets: see recipes/demo/README.md).
+# Status: NOT yet run on a GPU as a whole; with DEVICE=cpu and tiny budgets (recipes/demo/README.md) every stage
+# runs here and the release loads and speaks. Its TTS stage's trainer ran on an H200 (tts.train, 1,700 steps at
 # ~4 it/s with the per-row alignment loss since batched; bf16 turned NaN after ~1,550 steps, hence bf16=false);
 # recipes/demo/gpu_tts.sh runs that stage alone from latents made elsewhere.
 set -euo pipefail
@@ -43,29 +45,32 @@ if [[ -d "$OFF/wheels" ]]; then
   "$PY" -m venv "$WORK/venv" && PY="$WORK/venv/bin/python"
   "$PY" -m pip install --no-index --find-links "$OFF/wheels" -r requirements.txt
 fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+DEV="${DEVICE:-cuda}"
+if [[ "$DEV" == cuda ]]; then
+  "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+fi
 
 T0=$(date +%s)
 REAL="${REAL_SPEECH:-$REPO/../shared/data/real_speech}"
 REAL_ARG=(); [[ -d "$REAL" ]] && REAL_ARG=(--real-speech "$REAL")
 echo "== 1/4 corpus"
-"$PY" recipes/demo/make_corpus.py "$WORK/corpus" --hours "${CORPUS_HOURS:-2}" --speakers 120 \
+"$PY" recipes/demo/make_corpus.py "$WORK/corpus" --hours "${CORPUS_HOURS:-2}" --speakers "${SPEAKERS:-120}" \
   --sample-rate 16000 --workers "$(nproc)" "${REAL_ARG[@]}"
 
 echo "== 2/4 audio VAE"
-"$PY" -m vocoder_vae.train recipes/demo/vae_small.yaml data.train="$WORK/corpus/train.jsonl" device=cuda \
+"$PY" -m vocoder_vae.train recipes/demo/vae_small.yaml data.train="$WORK/corpus/train.jsonl" device="$DEV" \
   out_dir="$WORK/vae" time_limit_minutes="${VAE_MINUTES:-3}" data.batch_size=64 progress=false \
   loss.adv_start_step="${VAE_ADV_START:-2000}" \
   --export "$OUT/vae_release"
 
 echo "== 3/4 latents"
-"$PY" - "$WORK" "$OUT/vae_release" <<'PYEOF'
+"$PY" - "$WORK" "$OUT/vae_release" "$DEV" <<'PYEOF'
 import sys, torch
 from tts.data import extract_latents
 from tts.manifests import read_jsonl
 from vocoder_vae.model import AudioVAE
-work, vae_dir = sys.argv[1], sys.argv[2]
-vae = AudioVAE.from_pretrained(vae_dir, device="cuda")
+work, vae_dir, device = sys.argv[1:4]
+vae = AudioVAE.from_pretrained(vae_dir, device=device)
 extract_latents(read_jsonl(f"{work}/corpus/train.jsonl"), vae, f"{work}/latents", progress=False)
 PYEOF
 
@@ -76,7 +81,7 @@ PYEOF
 echo "== 4/4 TTS"
 "$PY" -m tts.train recipes/demo/tts_small.yaml data.manifest="$WORK/corpus/train.jsonl" \
   data.latents="$WORK/latents" data.valid_manifest="$WORK/corpus/valid.jsonl" vae="$OUT/vae_release" \
-  device=cuda bf16=false threads=4 data.num_workers=6 data.max_frames=16000 data.max_batch=64 optim.lr=0.001 \
+  device="$DEV" bf16=false threads=4 data.num_workers=6 data.max_frames=16000 data.max_batch=64 optim.lr=0.001 \
   optim.warmup_steps=200 max_steps=100000 time_limit_minutes="${TTS_MINUTES:-4}" schedule_to_time_limit=true \
   out_dir="$WORK/tts" progress=false --export "$OUT/release"
 echo "done in $(( $(date +%s) - T0 )) s: release in $OUT/release (load with TTS.from_pretrained)"
