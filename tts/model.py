@@ -196,6 +196,8 @@ class _Job:
 
 
 class TTS:
+    SENTENCE_ROWS = 8  # sentences of one text decoded together by ``synthesize`` (weights read once per step)
+
     def __init__(
         self,
         cfg: TTSConfig,
@@ -592,30 +594,40 @@ class TTS:
         speed: float = 1.0,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
-        generated one after the other with the same prompt (each with its own seeded random stream), joined by
-        short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole text is
+        generated with the same prompt, ``SENTENCE_ROWS`` at a time as the rows of one batch (each with its own
+        seeded random stream, so the audio is what one-by-one decoding or ``stream`` gives, to float rounding),
+        joined by short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole text is
         ``text`` (no prompt_text); the model continues it and the result is prompt + continuation. ``speed``
         (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it."""
         t0 = time.perf_counter()
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation, speed)
-        pieces, frames, stops, t_gen, t_vae = [], [], [], 0.0, 0.0
-        for k, (ph, sc, cap, fl) in enumerate(zip(job.phonemes, job.scripts, job.caps, job.floors)):
-            t1 = time.perf_counter()
-            lat, stop = [], "eos"
-            g = [self._generator(seed, k)]
-            for _, z, reason in self._frames(
-                [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g, job.row_durations(k)
+        n = len(job.sentences)
+        lat: list[list[Tensor]] = [[] for _ in range(n)]
+        stops = ["eos"] * n
+        t1 = time.perf_counter()
+        for a in range(0, n, self.SENTENCE_ROWS):
+            part = range(a, min(n, a + self.SENTENCE_ROWS))
+            durs = [job.row_durations(k) for k in part]
+            for r, z, reason in self._frames(
+                [job.phonemes[k] for k in part],
+                [job.scripts[k] for k in part],
+                [job.prompt] * len(part),
+                [job.caps[k] for k in part],
+                [job.floors[k] for k in part],
+                steps,
+                cfg,
+                temperature,
+                [self._generator(seed, k) for k in part],
+                None if any(d is None for d in durs) else [d[0] for d in durs],
             ):
                 if z is not None:
-                    lat.append(z)
+                    lat[a + r].append(z)
                 else:
-                    stop = reason
-            t2 = time.perf_counter()
-            pieces.append(self._decode_audio(lat))
-            t_gen, t_vae = t_gen + t2 - t1, t_vae + time.perf_counter() - t2
-            frames.append(len(lat))
-            stops.append(stop)
-        return self._result(job, pieces, frames, stops, t_gen, t_vae, t0)
+                    stops[a + r] = reason
+        t2 = time.perf_counter()
+        pieces = [self._decode_audio(x) for x in lat]
+        t_vae = time.perf_counter() - t2
+        return self._result(job, pieces, [len(x) for x in lat], stops, t2 - t1, t_vae, t0)
 
     @torch.no_grad()
     def stream(
