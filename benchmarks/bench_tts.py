@@ -1,7 +1,7 @@
 """TTS speed on this machine's CPU: RTF for 10 s of speech with its breakdown, time to first audio when
 streaming, and the speed-up from the KV cache.
 
-    python -m benchmarks.bench_tts [--checkpoint checkpoints/tts_demo] [--seconds 10] [--steps 10] [--cfg 1.5]
+    python -m benchmarks.bench_tts [--checkpoint checkpoints/tts_demo] [--seconds 10] [--steps 10] [--cfg CFG]
     python -m benchmarks.bench_tts --checkpoint none --patch 4    # untrained, 4 VAE frames per item (tts.patch)
 
 Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
@@ -14,6 +14,8 @@ length cap: speed does not depend on the weights, only on how many frames are ge
 - Time to first audio: from calling ``stream`` to its first chunk (prompt encoding and prefill included).
 - KV cache: trunk time with the cache against re-running the whole prefix + generated frames every step
   (measured on every 25th step and integrated over the generated length).
+- Paragraph: a 4-sentence text through ``synthesize``, its sentences decoded together (``TTS.SENTENCE_ROWS``)
+  against one after the other (``SENTENCE_ROWS = 1``), best of 2 each.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = Path("/work/shared/data/real_speech/dev/coqui__LJ001-0002.wav")
 PROMPT_TEXT = "in being comparatively modern."
 TEXT = "The quick brown fox jumps over the lazy dog while the children watch from the old stone bridge near the mill"
+PARAGRAPH = (
+    "The old mill stood by the river for a hundred years. Every morning the miller opened the doors and let the "
+    "light in. Children came to watch the great wheel turn. In winter the water froze and the wheel stood still."
+)
 
 
 def demo_size_untrained(patch: int = 1) -> TTS:
@@ -106,7 +112,9 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--cfg", type=float, default=1.5)
+    ap.add_argument(
+        "--cfg", type=float, default=None, help="guidance scale (default: the release's cfg_scale)"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--patch", type=int, default=1, help="VAE frames per item of the untrained model (tts.patch)"
@@ -126,8 +134,9 @@ def main() -> None:
         f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, {tts.cfg.patch} frame(s) per item, "
         f"torch threads {torch.get_num_threads()}"
     )
-    rows = 2 if args.cfg != 1.0 else 1
-    kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=args.cfg, seed=0, max_seconds=args.seconds)
+    cfg = tts.cfg.cfg_scale if args.cfg is None else args.cfg
+    rows = 2 if cfg != 1.0 else 1
+    kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
     tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
 
     trunk, head = Timer(tts.lm, "forward"), Timer(tts.lm.heads[MODALITY], "sample")
@@ -138,7 +147,7 @@ def main() -> None:
     items = frames // tts.cfg.patch  # trunk steps
     print(
         f"\nsynthesis: {audio_s:.2f} s of audio ({frames} frames, stop {res.info['stop']}), steps {args.steps}, "
-        f"cfg {args.cfg}"
+        f"cfg {cfg:g}"
     )
     print(f"  RTF {tm['total_s'] / audio_s:.3f}  (wall {tm['total_s']:.2f} s)")
     other = tm["total_s"] - trunk.total - head.total - tm["vae_decode_s"]
@@ -173,6 +182,25 @@ def main() -> None:
         f"\nKV cache: trunk {trunk.total:.2f} s with cache vs {nocache:.2f} s re-running the sequence each step "
         f"-> {nocache / max(trunk.total, 1e-9):.1f}x; whole synthesis RTF without cache "
         f"{(tm['total_s'] - trunk.total + nocache) / audio_s:.3f}"
+    )
+    paragraph(tts, kw)
+
+
+def paragraph(tts: TTS, kw: dict) -> None:
+    """RTF of a 4-sentence text: sentences decoded together (synthesize) vs one after the other."""
+    walls = {}  # kw's max_seconds caps each sentence (an untrained model runs to it)
+    for name, rows in (("one after the other", 1), ("together", TTS.SENTENCE_ROWS)):
+        tts.SENTENCE_ROWS = rows  # instance attribute: this object only
+        best = float("inf")
+        for _ in range(2):
+            res = tts.synthesize(PARAGRAPH, PROMPT, **kw)
+            best = min(best, res.info["timings"]["total_s"])
+        walls[name] = (best, res.duration, len(res.info["sentences"]))
+    del tts.SENTENCE_ROWS
+    (t1, d, n), (t2, _, _) = walls["one after the other"], walls["together"]
+    print(
+        f"\nparagraph ({n} sentences, {d:.1f} s of audio): RTF {t2 / d:.3f} with the sentences decoded together, "
+        f"{t1 / d:.3f} one after the other -> {t1 / t2:.2f}x"
     )
 
 
