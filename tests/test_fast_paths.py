@@ -2,7 +2,8 @@
 
 Each optimised path (DiffusionHead.sample with precomputed modulation and folded norms, the indexed solvers with
 cached Python-float coefficients, the trunk's cached RoPE table / SDPA GQA / small-input RMSNorm, the decoding
-loop) is compared with a plain reference implementation kept in this file, on small randomised models."""
+loop, the cached [in, out] weights of DecodeLinear) is compared with a plain reference implementation (kept in
+this file, or the torch module it replaces), on small randomised models."""
 
 from __future__ import annotations
 
