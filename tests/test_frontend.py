@@ -104,6 +104,25 @@ def test_real_transcripts_encode_without_unknowns(fe: Frontend, real_speech_dir)
     assert all(fe.decode(x) == p for x, p in zip(ids[:20], fe.phonemize(texts[:20])))
 
 
+def test_capitalised_text_is_read_as_words(fe: Frontend, real_speech_dir) -> None:
+    """LibriSpeech transcripts are in capitals; espeak spells short capitalised words ("IT", "US") letter by
+    letter and stresses function words ("TO"). Text without a lower-case letter reads as its lower-case form (the
+    pronoun I kept); a short capitalised text and acronyms inside ordinary text stay acronyms."""
+    with open(real_speech_dir / "librispeech_train-clean-100/manifest.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    caps = [r["transcript"] for r in rows[:40]]
+    assert all(t == t.upper() for t in caps)
+    lower = [
+        " ".join("I" + w[1:] if w in ("i", "i'm", "i'll", "i've", "i'd") else w for w in t.lower().split())
+        for t in caps
+    ]
+    assert fe.encode_batch(caps) == fe.encode_batch(lower)
+    assert fe.encode("I SAW IT AND US") == fe.encode("I saw it and us")
+    assert fe.encode("I'M SURE I'LL GO") == fe.encode("I'm sure I'll go")
+    assert fe.encode("We saw the US army.") != fe.encode("We saw the us army.")  # mixed case: an acronym
+    assert normalize_text("NASA") == "NASA" and normalize_text("NASA IS BIG") == "nasa is big"
+
+
 def test_vocab_round_trip_and_versioning(fe: Frontend) -> None:
     v = fe.vocab
     assert v.version == VOCAB_VERSION and v.symbols[0] == "<unk>" and v.unk_id == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import torch
 
 from latentlm.checkpoint import load_training_state
 from latentlm.config import load_config
+from tts.frontend import TEXT_NORM_VERSION, Frontend
 from tts.manifests import read_jsonl
 from tts.model import TTS
 from tts.testing import make_tiny_corpus, run_tts_train, subprocess_env, write_tiny_recipe
-from tts.train import TrainConfig, Trainer
+from tts.train import TrainConfig, Trainer, phoneme_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,6 +84,25 @@ def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):
     cache = Path(corpus["latents"]) / "phonemes.json"
     assert cache.is_file() and len(tr.ds) == 6
     assert all(len(tr.ds.phonemes[r.id]) > 5 for r in tr.ds.rows)
+    meta = cache.with_name("phonemes.meta.json")
+    assert json.loads(meta.read_text())["text_norm"] == TEXT_NORM_VERSION
+
+
+def test_a_phoneme_cache_from_another_front_end_is_refused(corpus, tmp_path):
+    """A cache made before a front-end change (no or another phonemes.meta.json) holds stale phonemes, and the
+    durations aligned to them: the trainer stops and says what to rerun instead of training on them."""
+    import shutil
+
+    lat = tmp_path / "lat"
+    shutil.copytree(corpus["latents"], lat)
+    rows = read_jsonl(corpus["manifest"])
+    fe = Frontend("en-us")
+    (lat / "phonemes.json").write_text(json.dumps({r.id: fe.encode(r.text) for r in rows}))
+    (lat / "phonemes.meta.json").unlink(missing_ok=True)  # as an older release's cache has none
+    with pytest.raises(ValueError, match="another front end.*tts.durations"):
+        phoneme_cache(rows, lat, fe)
+    (lat / "phonemes.meta.json").write_text(json.dumps({"text_norm": TEXT_NORM_VERSION, "language": "en-us"}))
+    assert phoneme_cache(rows, lat, fe) == json.loads((lat / "phonemes.json").read_text())
 
 
 def test_data_workers_give_the_same_steps_and_resume_exactly(corpus, tmp_path):

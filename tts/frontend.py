@@ -45,6 +45,9 @@ _configure_espeak_env()
 
 PUNCTUATION = ",.!?;:"  # kept by phonemizer (preserve_punctuation=True); everything else is folded away
 VOCAB_VERSION = "en-ipa-v1"
+# Bumped whenever normalize_text changes what a text phonemizes to, so caches of phoneme ids (tts.train's
+# LATENTS/phonemes.json) made by an older front end are caught. 2: capitalised text is read as words, not letters.
+TEXT_NORM_VERSION = 2
 _SYMBOLS_V1 = (
     ["<unk>", " "]
     + list(PUNCTUATION)
@@ -251,6 +254,10 @@ def normalize_text(text: str) -> str:
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     text = _fold_unicode(text)
+    if _is_all_caps(
+        text
+    ):  # a shouted sentence or a LibriSpeech transcript: not a run of acronyms ("IT" = "it")
+        text = re.sub(r"\bi\b", "I", text.lower())  # the pronoun keeps its capital (else the letter "i")
     text = re.sub(r"\be\.g\.", "for example", text, flags=re.IGNORECASE)
     text = re.sub(r"\bi\.e\.", "that is", text, flags=re.IGNORECASE)
     text = _RE_ACRONYM_DOTS.sub(lambda m: " ".join(m.group(0).replace(".", "").upper()), text)
@@ -275,6 +282,13 @@ def normalize_text(text: str) -> str:
     text = re.sub(r"\s+([,.!?;:])", r"\1", text)  # no space before punctuation
     text = re.sub(r"([,;:])[,;:]+", r"\1", text)
     return re.sub(r"\s+", " ", text).strip(" ,;:")
+
+
+def _is_all_caps(text: str) -> bool:
+    """No lower-case letter and at least three words of letters: text written in capitals (espeak would spell
+    out capitalised short words such as "IT" or "US" letter by letter). A short capitalised text ("NASA", "OK")
+    stays as it is."""
+    return not re.search(r"[a-z]", text) and len(re.findall(r"[A-Z]+(?:'[A-Z]+)?", text)) >= 3
 
 
 def _is_saint(text: str, m: re.Match) -> bool:

@@ -50,7 +50,7 @@ from latentlm.training import ema_update_, fit_loop
 from tts import align, ctc
 from tts.batches import Cursor, Job, LayoutView, MicroBatches, as_is, build_micro_batch
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, load_audio
-from tts.frontend import Frontend
+from tts.frontend import TEXT_NORM_VERSION, Frontend
 from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
 from tts.model import TTS, TTSConfig
@@ -169,9 +169,19 @@ def _full_cpu():
 
 def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, rank: int = 0) -> dict:
     """{id: phoneme ids} from LATENTS/phonemes.json, computing (rank 0) and saving the missing ones.
-    Texts that phonemize to nothing are skipped with a warning."""
-    path = latents_dir / "phonemes.json"
+    Texts that phonemize to nothing are skipped with a warning. ``phonemes.meta.json`` beside it names the front
+    end that made it (``TEXT_NORM_VERSION``, language); a cache made by another one (or older than the file) is
+    refused with what to rerun, since durations.json was aligned to its phonemes."""
+    path, meta_path = latents_dir / "phonemes.json", latents_dir / "phonemes.meta.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
+    made_by = {"text_norm": TEXT_NORM_VERSION, "language": frontend.language}
+    old = json.loads(meta_path.read_text()) if meta_path.exists() else {"text_norm": 1}
+    if cache and old != made_by:
+        raise ValueError(
+            f"{path} was made by another front end ({old}, this one is {made_by}): its phonemes and the durations "
+            f"aligned to them are stale. Remove {path.name} and durations.json from {latents_dir}, then rerun "
+            f"python -m tts.durations --latents {latents_dir} --manifest MANIFEST (and python -m tts.duration_train)"
+        )
     todo = [r for r in rows if r.id not in cache]
     if todo and rank == 0:
         try:
@@ -183,6 +193,7 @@ def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, 
                     cache[r.id] = frontend.encode(r.text)
                 except ValueError as e:
                     warnings.warn(f"skipping {r.id}: {e}", stacklevel=2)
+        meta_path.write_text(json.dumps(made_by))  # first: the cache below is only ever this front end's
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(cache))
         os.replace(tmp, path)
