@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from tts.durations import main
@@ -273,3 +274,33 @@ def test_the_end_of_a_prefix_is_found(real, aligner):
     assert all(-2 <= m <= 1 for m in misses), misses  # ends in A's last three units or the junction's pause
     with pytest.raises(ValueError, match="not fitted"):
         PhoneAligner().align_prefix(held[0][0], held[0][1])
+
+
+def test_one_clip_speakers_are_cut_into_utterances_at_word_gaps(real, aligner, tmp_path, capsys):
+    """python -m tts.split_speakers: the longest real clips (one per speaker) become pieces of at most 5 s cut in
+    word gaps; each piece's text is its span of the written words (together, the clip's words in order), its
+    audio the matching span of the clip (together, the whole clip), its speaker the clip's."""
+    from tts.data import extract_latents, load_audio
+    from tts.manifests import read_jsonl, write_jsonl
+    from tts.split_speakers import main as split_main
+
+    rows = real["rows"][-3:]  # the longest clips (> 10 s), three speakers with one clip each
+    assert all(r.duration > 10 for r in rows) and len({r.speaker for r in rows}) == 3
+    lat = tmp_path / "lat"
+    extract_latents(rows, real["vae"], lat, progress=False)
+    (lat / "aligner.json").write_text(json.dumps(aligner.to_dict()))
+    write_jsonl(rows, tmp_path / "m.jsonl")
+    split_main(
+        ["--manifest", str(tmp_path / "m.jsonl"), "--latents", str(lat), "--out", str(tmp_path / "out")]
+    )
+    assert "'cut': 3" in capsys.readouterr().out
+    pieces = read_jsonl(tmp_path / "out" / "train.jsonl")
+    for r in rows:
+        mine = [p for p in pieces if p.meta.get("piece_of") == r.id]
+        assert len(mine) >= 3 and [p.id for p in mine] == [f"{r.id}-p{k}" for k in range(len(mine))]
+        assert all(p.speaker == r.speaker and p.duration <= 5.0 + 1.5 for p in mine)
+        assert " ".join(p.text for p in mine).split() == r.text.split()
+        wav, sr = load_audio(r)
+        audio = np.concatenate([sf.read(p.audio, dtype="float32")[0] for p in mine])
+        assert len(audio) == len(wav) and np.abs(audio - wav).max() < 1e-4  # 16-bit pieces of the clip
+    assert (lat / "phonemes.json").is_file()  # the phonemes training will read
