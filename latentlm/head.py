@@ -251,7 +251,7 @@ class DiffusionHead(nn.Module):
         mods = _Modulation(self, c_base, ts)
         ab = [self.schedule.alpha_sigma(t) for t in ts]  # Python floats
         eps_pred = self.cfg.diffusion.prediction == "eps"
-        # weights as [in, out] views (made once, not per evaluation) and the per-block RMSNorm epsilons
+        # weights as cached contiguous [in, out] copies (latentlm/linear.py) and the per-block RMSNorm epsilons
         w_x = decode_weight(self.x_in)
         w_mlp = [(decode_weight(b.mlp.w_in), decode_weight(b.mlp.w_out)) for b in self.blocks]
         w_out = decode_weight(self.out)

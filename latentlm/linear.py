@@ -10,7 +10,8 @@ outputs equal to float rounding.
 no-grad CPU calls and the ordinary one otherwise (training, prefill of long prompts, GPUs). ``decode_weight``
 gives the cached copy to code that calls ``torch.mm`` itself (the diffusion head's solver loop). The copy is
 rebuilt whenever the weight changes (optimizer step, ``load_state_dict``, ``.to``), detected by the weight's
-storage, dtype and version counter.
+storage, dtype and version counter. The copies double the memory of the weights a CPU decodes with (the demo
+model: 28 MB more); nothing is copied on GPUs or in training.
 """
 
 from __future__ import annotations
