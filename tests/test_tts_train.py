@@ -253,6 +253,13 @@ def test_transit_dtype_round_trips_stores_and_releases(corpus, tmp_path):
     Trainer(load_config(TrainConfig, recipe, [f"init_from={tmp_path / 'rel32'}"]), resume=False)
     with pytest.raises(SystemExit, match="neither a latent store"):
         convert(tmp_path, tmp_path / "x", torch.float16)
+    # --keep: only some utterances travel (a store read through the kept index holds exactly those)
+    kept = set(sorted(src.index)[:2])
+    convert(Path(corpus["latents"]), tmp_path / "some", torch.float16, kept)
+    some = LatentStore(tmp_path / "some")
+    assert set(some.index) == kept and all(some.get(i).shape == src.get(i).shape for i in kept)
+    with pytest.raises(SystemExit, match="latent stores only"):
+        convert(rel, tmp_path / "relx", torch.float16, kept)
 
 
 @pytest.mark.gpu

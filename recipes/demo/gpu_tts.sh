@@ -19,7 +19,9 @@
 # Extra key=value overrides are passed on (e.g. ctc_weight=0.1 ctc_blind=0.3).
 # Status: its pieces ran on an H200 (tts.train's steps, 2 x 1,700 steps side by side, from scratch: in 7.5
 # minutes they reached about the training loss tts_demo has, hence INIT); the script as a whole has run here
-# on the CPU only (DEVICE=cpu), not yet on a GPU.
+# on the CPU only (DEVICE=cpu), not yet on a GPU. Session 9 (DEVICE=cpu, TTS_MINUTES=0.3, the pack's wheels set
+# aside since they are for the GPU's Python 3.12): the pack of tts_demo (timed by its predictor, so its duration/
+# now travels too: without it init_from failed) + the split manifest is 57 MiB, trains, and exports back here.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -36,10 +38,11 @@ if [[ "${1:-}" == "--pack" ]]; then
   # the recipe's duration predictor (tts.timing: predictor; the run checks it is there), inside the latents
   [[ -f "$LAT/duration_model/model.safetensors" ]] ||
     "$PY" -m tts.duration_train --latents "$LAT" --manifest "$MAN" --out "$LAT/duration_model"
-  "$PY" recipes/demo/transit_dtype.py "$LAT" "$PACK/latents" float16
+  "$PY" recipes/demo/transit_dtype.py "$LAT" "$PACK/latents" float16 --keep "$MAN"  # the manifest's utterances
   "$PY" recipes/demo/transit_dtype.py "${VAE:-checkpoints/vae_small}" "$PACK/vae" float16
   if [[ "$INIT" != "none" ]]; then
     mkdir -p "$PACK/init.src" && cp "$INIT/config.json" "$INIT/model.safetensors" "$PACK/init.src/"
+    [[ -d "$INIT/duration" ]] && cp -r "$INIT/duration" "$PACK/init.src/"  # a predictor-timed release needs it
     "$PY" recipes/demo/transit_dtype.py "$PACK/init.src" "$PACK/init" float16 && rm -r "$PACK/init.src"
   fi
   cp "$MAN" "$PACK/train.jsonl"
