@@ -254,9 +254,8 @@ def normalize_text(text: str) -> str:
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     text = _fold_unicode(text)
-    if _is_all_caps(
-        text
-    ):  # a shouted sentence or a LibriSpeech transcript: not a run of acronyms ("IT" = "it")
+    # a shouted sentence or a LibriSpeech transcript is words, not a run of acronyms ("IT" = "it")
+    if _is_all_caps(text):
         text = re.sub(r"\bi\b", "I", text.lower())  # the pronoun keeps its capital (else the letter "i")
     text = re.sub(r"\be\.g\.", "for example", text, flags=re.IGNORECASE)
     text = re.sub(r"\bi\.e\.", "that is", text, flags=re.IGNORECASE)

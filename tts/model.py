@@ -97,7 +97,7 @@ class TTSConfig:
     # release's duration/ folder)
     timing: str = "lm"
     # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);
-    # a release sets what suits it (docs/TTS.md "Duration predictor": 2.5 for predictor timing)
+    # a release sets what suits it (docs/TTS.md "Duration predictor": tts_demo uses 3 with predictor timing)
     cfg_scale: float = 1.5
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
@@ -596,9 +596,9 @@ class TTS:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
         generated with the same prompt, ``SENTENCE_ROWS`` at a time as the rows of one batch (each with its own
         seeded random stream, so the audio is what one-by-one decoding or ``stream`` gives, to float rounding),
-        joined by short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole text is
-        ``text`` (no prompt_text); the model continues it and the result is prompt + continuation. ``speed``
-        (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it."""
+        joined by short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole
+        text is ``text`` (no prompt_text); the model continues it and the result is prompt + continuation.
+        ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it."""
         t0 = time.perf_counter()
         job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation, speed)
         n = len(job.sentences)

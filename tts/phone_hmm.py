@@ -252,9 +252,8 @@ class PhoneAligner:
         the frames are only the start of the utterance (the path stops where they do: no fallback needed)."""
         cls = np.array([self.pause_cls, *(u.cls for u in us), self.pause_cls])
         skip = np.array([True, *(u.pause for u in us), True])
-        if (
-            not prefix and int((~skip).sum()) > T
-        ):  # too few frames for a frame per phone: every unit may take none
+        # too few frames for a frame per phone (whole utterances only): every unit may take none
+        if not prefix and int((~skip).sum()) > T:
             skip[:] = True
         return cls, skip
 

@@ -20,7 +20,6 @@ Rerunning rewrites the same files.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from tts.data import LatentStore, load_audio
+from tts.duration import load_aligner
 from tts.manifests import Utterance, read_jsonl, write_jsonl
 from tts.phone_hmm import SYMBOLS, PhoneAligner
 
@@ -110,9 +110,8 @@ def split_rows(
         hop = sr / frame_rate
         bounds = [(0, 0)] + cuts + [(len(z), len(words))]
         for p, ((f0, w0), (f1, w1)) in enumerate(zip(bounds, bounds[1:])):
-            piece = wav[
-                round(f0 * hop) : round(f1 * hop) if p < len(cuts) else None
-            ]  # the last keeps the tail
+            end = round(f1 * hop) if p < len(cuts) else None  # the last piece keeps the tail
+            piece = wav[round(f0 * hop) : end]
             path = out_dir / "audio" / f"{r.id}-p{p}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, piece, sr, subtype="PCM_16")
@@ -151,15 +150,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--language", default="en-us")
     args = ap.parse_args(argv)
-    lat = Path(args.latents)
-    if not (lat / "aligner.json").is_file():
-        sys.exit(f"split_speakers: {lat}/aligner.json missing: run python -m tts.durations first")
     if args.min_seconds >= args.max_seconds:
         sys.exit("split_speakers: --min-seconds must be below --max-seconds")
+    lat = Path(args.latents)
+    aligner = load_aligner(lat)  # the aligner tts.durations saved beside the durations
+    if aligner is None:
+        sys.exit(f"split_speakers: {lat}/aligner.json missing: run python -m tts.durations first")
+    store = LatentStore(lat)
+    if not store.frame_rate:
+        sys.exit(f"split_speakers: {lat}/meta.json has no frame_rate (made by tts.extract?)")
     from tts.frontend import Frontend
-
-    aligner = PhoneAligner.from_dict(json.loads((lat / "aligner.json").read_text()))
-    frame_rate = float(json.loads((lat / "meta.json").read_text())["frame_rate"])
     from tts.train import phoneme_cache
 
     fe = Frontend(args.language)
@@ -168,12 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     new, counts = split_rows(
         rows,
-        LatentStore(lat),
+        store,
         aligner,
         phonemes,
         fe.encode_batch,
         out,
-        frame_rate,
+        float(store.frame_rate),
         args.max_seconds,
         args.min_seconds,
     )
