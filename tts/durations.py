@@ -32,9 +32,12 @@ def align_store(
     iterations: int = 8,
     workers: int = 1,
     progress: bool = True,
+    aligner: PhoneAligner | None = None,
 ) -> tuple[dict[str, list[int]], PhoneAligner]:
     """Fit an aligner on every utterance with both latents (tts.data.LatentStore) and phonemes, then align
-    them all. Returns ({utterance id: frames per symbol}, the aligner)."""
+    them all; with ``aligner`` given (e.g. a release's duration/aligner.json, so new data is timed as the
+    release's predictor was trained) align with it instead of fitting. Returns ({utterance id: frames per
+    symbol}, the aligner)."""
     store = LatentStore(latent_dir)
     uids = sorted(u for u in phonemes if u in store)
     if not uids:
@@ -42,8 +45,9 @@ def align_store(
             f"durations: no utterance of the {len(phonemes)} phoneme rows has latents in {latent_dir}"
         )
     pairs = [(store.get(u), phonemes[u]) for u in uids]
-    aligner = PhoneAligner(symbols)
-    aligner.fit(pairs, iterations=iterations, progress=progress, workers=workers)
+    if aligner is None:
+        aligner = PhoneAligner(symbols)
+        aligner.fit(pairs, iterations=iterations, progress=progress, workers=workers)
     durations = aligner.align_many(pairs, workers=workers)
     return {u: d.tolist() for u, d in zip(uids, durations)}, aligner
 
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iterations", type=int, default=8)
     ap.add_argument("--out", help="durations JSON (default: LATENTS/durations.json); aligner.json beside it")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--aligner",
+        help="align with this aligner (a folder with aligner.json, e.g. RELEASE/duration) instead of fitting one",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     root = Path(args.latents)
@@ -101,7 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or root / "durations.json")
     symbols = Vocab().symbols
     t0 = time.time()
-    durations, aligner = align_store(root, phonemes, symbols, args.iterations, args.workers)
+    given = None
+    if args.aligner:
+        from tts.duration import load_aligner
+
+        given = load_aligner(args.aligner)
+        if given is None:
+            sys.exit(f"durations: no aligner.json in {args.aligner}")
+    durations, aligner = align_store(root, phonemes, symbols, args.iterations, args.workers, aligner=given)
     _atomic_json(durations, out)
     _atomic_json(aligner.to_dict(), out.with_name("aligner.json"))
     s = summarize(durations, phonemes, symbols)

@@ -55,6 +55,7 @@ from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
 from tts.model import TTS, TTSConfig
 from tts.patch import repeat_stats
+from tts.real_voices import check_no_heldout, read_heldout
 from vocoder_vae.model import AudioVAE
 
 
@@ -75,6 +76,9 @@ class DataConfig:
     # duration predictor release (python -m tts.duration_train) shipped with the exports when tts.timing is
     # "predictor"; "" = LATENTS/duration_model
     duration_model: str = ""
+    # a file of speaker ids (one per line, e.g. tts.real_voices' heldout.txt): a manifest row of any of them is
+    # an error, so a dev set's voices never reach training
+    heldout_speakers: str = ""
     # > 0: micro-batches are laid out in this many worker processes, ahead of the training step (on a GPU,
     # where laying out ~60 rows on the host took as long as the step; on a CPU the cores are busy anyway)
     num_workers: int = 0
@@ -624,8 +628,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(TrainConfig, args.recipe, args.overrides)
     if not cfg.data.manifest or not cfg.data.latents:
         raise SystemExit("error: set data.manifest=<JSONL> and data.latents=<latent store dir>")
-    trainer = Trainer(cfg, resume=not args.no_resume)
     rows = read_jsonl(cfg.data.manifest)
+    if cfg.data.heldout_speakers:  # before any work
+        check_no_heldout(rows, read_heldout(cfg.data.heldout_speakers))
+    trainer = Trainer(cfg, resume=not args.no_resume)
     trainer.setup_data(rows)
     valid = []
     if trainer.rank == 0 and cfg.sample_every and cfg.data.num_samples and cfg.parallel != "fsdp":
