@@ -64,7 +64,7 @@ def test_plan_is_speaker_and_sentence_disjoint() -> None:
 
 
 @needs_engines
-def test_tiny_build_resume_and_manifests(tmp_path: Path, real_speech_dir: Path) -> None:
+def test_tiny_build_resume_and_manifests(tmp_path: Path, real_speech_dir: Path, real_manifest) -> None:
     # 32 speakers: indices 3/10/17/24 are flite voices, 31 a festival voice (plus test/valid espeak speakers)
     cfg = MC.CorpusConfig(
         out=str(tmp_path / "c"),
@@ -75,7 +75,8 @@ def test_tiny_build_resume_and_manifests(tmp_path: Path, real_speech_dir: Path) 
         real_speech=str(real_speech_dir),
     )
     counts = MC.build(cfg, progress=False)
-    assert counts["valid"] >= 1 and counts["test"] >= 2 and counts["train"] > 251
+    n_real = len(real_manifest("librispeech_train-clean-100"))
+    assert counts["valid"] >= 1 and counts["test"] >= 2 and counts["train"] > n_real
     rows = {s: M.read_jsonl(tmp_path / "c" / f"{s}.jsonl") for s in counts}
     gen = {s: [r for r in rows[s] if r.transcript_source == "generated"] for s in rows}
     engines = {r.meta["engine"] for r in gen["train"]}
@@ -87,7 +88,7 @@ def test_tiny_build_resume_and_manifests(tmp_path: Path, real_speech_dir: Path) 
         assert 0.05 < np.abs(w).max() <= 1.0 and np.sqrt(np.mean(w**2)) > 0.01  # not silence
     # real LibriSpeech clips join train with official text; the held-out dev set never does
     real = [r for r in rows["train"] if r.source.startswith("real_speech")]
-    assert len(real) == 251 and all(r.transcript_source == "official" for r in real)
+    assert len(real) == n_real and all(r.transcript_source == "official" for r in real)
     assert not any("dev" in r.source for s in rows for r in rows[s])
     spk = {s: {r.speaker for r in gen[s]} for s in gen}
     assert not spk["train"] & spk["test"] and not spk["valid"] & spk["test"]

@@ -1,6 +1,6 @@
 """evaluation/: the LibriSpeech protocol on real speech in LibriSpeech layout, and scoring with real backends.
 
-The fixture tree (tmp) is built from /work/shared/data/real_speech, treated as if it were test-clean:
+The fixture tree (tmp) is built from the real clips (tests/data/real_speech), treated as if it were test-clean:
 - 10 LibriSpeech clips of 4-10 s and 2 outside that range (FLAC bytes copied, official transcripts); each
   of these speakers has one utterance, so the cross-sentence protocol skips them (no other prompt),
 - speaker 9001 = LJSpeech (LJ001-0001..0006, re-encoded 16-bit FLAC at 22.05 kHz, lossless): 6 utterances,

@@ -45,11 +45,22 @@ def test_kjv_corpus_lines():
     assert len(lines) == 3 and not any(":" in ln.split()[0] for ln in lines)
 
 
-def test_librispeech_transcripts(real_speech_dir):
+def test_librispeech_transcripts(real_speech_dir, real_manifest):
     lines = librispeech_lines(real_speech_dir)
-    assert len(lines) == 297 and all(ln.strip() for ln in lines)
+    n = sum(len(real_manifest(m.parent.name)) for m in real_speech_dir.glob("*/manifest.tsv"))
+    assert len(lines) == n and all(ln.strip() for ln in lines)
     with pytest.raises(ValueError, match="unknown corpus source"):
         load_corpus("nope")
+
+
+def test_librispeech_source_takes_its_folder(real_speech_dir, monkeypatch):
+    monkeypatch.delenv("LATENTLM_REAL_SPEECH", raising=False)
+    with pytest.raises(ValueError, match="real_speech_dir .* or set LATENTLM_REAL_SPEECH"):
+        load_corpus("librispeech")
+    lines, source = load_corpus("librispeech", max_lines=5, real_speech_dir=str(real_speech_dir))
+    assert source == "librispeech" and lines == librispeech_lines(real_speech_dir)[:5]
+    monkeypatch.setenv("LATENTLM_REAL_SPEECH", str(real_speech_dir))
+    assert load_corpus("librispeech", max_lines=5) == (lines, "librispeech")
 
 
 def test_windows_and_unigram_baseline():

@@ -4,14 +4,16 @@ Source, in order of preference (``load_corpus`` reports which one it used):
 1. ``kjv``: the King James Bible (1611, public domain) from Debian's ``bible-kjv`` + ``bible-kjv-text``
    packages, dumped with the ``bible`` command (``bible -f "Genesis 1:1-Revelation 22:21"``); verse references are
    stripped, one verse per line. ``books`` limits it to the first verses (by count) for quick runs.
-2. ``librispeech``: the transcripts of the real speech set (``shared/data/real_speech``; LibriSpeech reference
-   text, from public-domain LibriVox books), one utterance per line.
+2. ``librispeech``: the transcripts of a real speech folder (``*/manifest.tsv`` with a ``transcript`` column, as in
+   the team's ``shared/data/real_speech`` or the repo's ``tests/data/real_speech``; LibriSpeech reference text from
+   public-domain LibriVox books), one utterance per line. The folder is an argument or ``$LATENTLM_REAL_SPEECH``.
 A plain text file (one document or line per row) can be given instead with ``path``.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import subprocess
@@ -55,7 +57,8 @@ def librispeech_lines(real_speech_dir: str | Path) -> list[str]:
 def load_corpus(
     source: str = "auto", max_lines: int | None = None, path: str = "", real_speech_dir: str = ""
 ) -> tuple[list[str], str]:
-    """-> (lines, name of the source used). source: auto | kjv | librispeech | file."""
+    """-> (lines, name of the source used). source: auto | kjv | librispeech | file. ``path``: the text file;
+    ``real_speech_dir``: the folder the librispeech source reads (default ``$LATENTLM_REAL_SPEECH``)."""
     if source == "file" or path:
         p = Path(path)
         if not p.is_file():
@@ -69,7 +72,13 @@ def load_corpus(
             if source == "kjv":
                 raise
     if source in ("auto", "librispeech"):
-        rs = real_speech_dir or "/work/shared/data/real_speech"
+        rs = real_speech_dir or os.environ.get("LATENTLM_REAL_SPEECH", "")
+        if not rs:
+            why = "Debian's bible-kjv is not installed and " if source == "auto" else ""
+            raise ValueError(
+                f"{why}the librispeech text source needs a real speech folder (*/manifest.tsv with transcripts): "
+                "pass real_speech_dir (TextLMConfig.real_speech) or set LATENTLM_REAL_SPEECH"
+            )
         lines = librispeech_lines(rs)
         return lines[:max_lines] if max_lines else lines, "librispeech"
     raise ValueError(f"unknown corpus source {source!r}; use auto, kjv, librispeech or file")

@@ -27,7 +27,8 @@ from latentlm.transformer import TransformerConfig
 @dataclass
 class TextLMConfig:
     corpus: str = "auto"  # auto | kjv | librispeech | file (see latentlm/text/corpus.py)
-    corpus_path: str = ""
+    corpus_path: str = ""  # file: the text file
+    real_speech: str = ""  # librispeech: the real speech folder (default $LATENTLM_REAL_SPEECH)
     max_lines: int | None = None
     heldout_fraction: float = 0.05
     tokenizer_vocab: int = 1024

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = a[0] if a and "=" not in a[0] else None
     cfg = load_config(TextLMConfig, recipe, a[1:] if recipe else a)
     torch.set_num_threads(cfg.threads)
-    lines, source = load_corpus(cfg.corpus, cfg.max_lines, cfg.corpus_path)
+    lines, source = load_corpus(cfg.corpus, cfg.max_lines, cfg.corpus_path, cfg.real_speech)
     t0 = time.perf_counter()
     model, tok, report = train_text_lm(cfg, lines)
     report.update({"corpus": source, "lines": len(lines), "train_s": time.perf_counter() - t0})
