@@ -1,12 +1,14 @@
 """Data-layer speed: phonemization throughput, corpus generation, latent extraction (fake encoder).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_data.py [--skip-corpus]
-Prints one line per measurement. CPU only, one thread.
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_data.py [--skip-corpus] [--real-speech DIR]
+Prints one line per measurement. CPU only, one thread. Sentences and clips: the LibriSpeech train-clean-100 rows of
+a real speech folder (default $LATENTLM_REAL_SPEECH, else the repo's tests/data/real_speech: 61 of the full 251).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +25,7 @@ from tts import data as TD  # noqa: E402
 from tts import manifests as M  # noqa: E402
 from tts.frontend import Frontend  # noqa: E402
 
-REAL = REPO.parent / "shared" / "data" / "real_speech"
+REAL = Path(os.environ.get("LATENTLM_REAL_SPEECH") or REPO / "tests" / "data" / "real_speech")
 
 
 class FakeEncoder:
@@ -94,9 +96,10 @@ def bench_extract(rows) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--skip-corpus", action="store_true")
+    p.add_argument("--real-speech", default=str(REAL), help="real speech folder (default: %(default)s)")
     a = p.parse_args()
     torch.set_num_threads(1)
-    rows = M.real_speech(REAL)
+    rows = M.real_speech(a.real_speech)
     bench_phonemize(rows)
     bench_extract(rows)
     if not a.skip_corpus and shutil.which("espeak-ng"):

@@ -1,10 +1,11 @@
 """Scoring speed of evaluation/: WER (Whisper base, CTranslate2 CPU int8) and SIM (resemblyzer) on real clips.
 
-    python -m benchmarks.bench_evaluation [--n 10] [--threads 1]
+    python -m benchmarks.bench_evaluation [--n 10] [--threads 1] [--real-speech DIR]
 
 Prints utterances per second and times real time (audio seconds / wall seconds) for each backend, plus the
 ground-truth corpus WER of the clips it transcribed. Clips: the first N LibriSpeech train-clean-100 clips
-of 4-10 s in shared/data/real_speech (manifest order).
+of 4-10 s of a real speech folder (manifest order; default $LATENTLM_REAL_SPEECH, else the repo's
+tests/data/real_speech, whose first 10 are those of the team's full folder).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
 
-def _clips(n: int) -> list[tuple[Path, str]]:
-    shared = Path(os.environ.get("LATENTLM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    if not shared.is_dir():
-        shared = Path("/work/shared")
-    d = shared / "data" / "real_speech" / "librispeech_train-clean-100"
+
+def _clips(n: int, real_speech: Path) -> list[tuple[Path, str]]:
+    d = real_speech / "librispeech_train-clean-100"
     with open(d / "manifest.tsv", encoding="utf-8") as f:
         rows = [
             r
@@ -37,6 +37,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="CTranslate2 and torch CPU threads")
     ap.add_argument("--beam-size", type=int, default=5)
+    ap.add_argument(
+        "--real-speech",
+        type=Path,
+        default=Path(os.environ.get("LATENTLM_REAL_SPEECH") or REPO / "tests" / "data" / "real_speech"),
+        help="real speech folder (librispeech_train-clean-100/manifest.tsv inside)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -45,7 +51,7 @@ def main() -> None:
     from evaluation.normalize import aggregate_wer, normalize_text, word_errors
     from evaluation.speaker import ResemblyzerConfig, ResemblyzerSIM
 
-    clips = _clips(args.n)
+    clips = _clips(args.n, args.real_speech)
     wavs = [load_audio(p, 16000)[0] for p, _ in clips]
     audio_s = sum(len(w) for w in wavs) / 16000
     print(f"{len(clips)} clips, {audio_s:.1f} s of audio, {args.threads} thread(s), {os.cpu_count()} CPUs")

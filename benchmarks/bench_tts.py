@@ -31,7 +31,7 @@ from tts.layout import MODALITY
 from tts.model import TTS, TTSConfig
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPT = Path("/work/shared/data/real_speech/dev/coqui__LJ001-0002.wav")
+PROMPT = REPO / "tests" / "data" / "real_speech" / "dev" / "coqui__LJ001-0002.wav"  # LJSpeech, 1.9 s
 PROMPT_TEXT = "in being comparatively modern."
 TEXT = "The quick brown fox jumps over the lazy dog while the children watch from the old stone bridge near the mill"
 PARAGRAPH = (
