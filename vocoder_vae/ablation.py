@@ -1,11 +1,15 @@
 """The LatentLM paper's tokenizer ablation at small scale: sigma-VAE against a learned-variance (gaussian) VAE.
 
-    python -m vocoder_vae.ablation --steps 1500 --out runs/vae_ablation [--recipe R.yaml] [key=value ...]
+    python -m vocoder_vae.ablation --steps 1500 --out runs/vae_ablation --train TRAIN --eval EVAL \
+        [--recipe R.yaml] [key=value ...]
+
+TRAIN / EVAL: manifests/dirs/files, e.g. the team's real_speech/librispeech_train-clean-100/manifest.tsv and
+real_speech/dev/manifest.tsv.
 
 Both models share the recipe (default ``recipes/vae/ablation_tiny.yaml``: reconstruction losses only), the seed,
 the training clips and crops, and the step budget; only ``model.bottleneck.kind`` differs. Each is trained with
 the regular ``Trainer`` (so a rerun resumes from ``OUT/<kind>/last.pt``) and exported with latent stats. Then,
-on held-out clips (default: 8 clips spread over the real dev set), we measure
+on held-out clips (by default 8 clips spread over EVAL), we measure
 
 - posterior variance of the latents: gaussian, mean of exp(logvar) over frames and dims; sigma, the
   distribution of sigma^2 (one sigma per example, |N(0, (s/0.8)^2)|; mean, 10th and 90th percentile),
@@ -39,10 +43,7 @@ from vocoder_vae.model import AudioVAE
 from vocoder_vae.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "data" / "real_speech"
 DEFAULT_RECIPE = REPO / "recipes" / "vae" / "ablation_tiny.yaml"
-DEFAULT_TRAIN = REAL / "librispeech_train-clean-100" / "manifest.tsv"
-DEFAULT_EVAL = REAL / "dev" / "manifest.tsv"
 KINDS = ("sigma", "gaussian")
 NOISE_LEVELS = (0.0, 0.1, 0.25, 0.5, 1.0)
 POSTERIOR_COLUMNS = [
@@ -236,9 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, required=True, help="training steps per model")
     ap.add_argument("--out", required=True, help="output directory (one run folder per kind, results, table)")
     ap.add_argument("--recipe", default=str(DEFAULT_RECIPE))
-    ap.add_argument("--train", default=str(DEFAULT_TRAIN), help="training audio (manifests/dirs/files)")
+    ap.add_argument(
+        "--train",
+        required=True,
+        help="training audio (manifests/dirs/files; real_speech/librispeech_train-clean-100)",
+    )
     ap.add_argument("--train-files", type=int, default=32, help="first N training clips (0 = all)")
-    ap.add_argument("--eval", default=str(DEFAULT_EVAL), help="held-out audio (manifests/dirs/files)")
+    ap.add_argument("--eval", required=True, help="held-out audio (manifests/dirs/files; real_speech/dev)")
     ap.add_argument("--eval-files", type=int, default=8, help="N clips evenly spread over --eval (0 = all)")
     ap.add_argument("--noise", default=",".join(f"{x:g}" for x in NOISE_LEVELS))
     ap.add_argument("--kinds", default=",".join(KINDS))

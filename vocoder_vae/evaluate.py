@@ -1,10 +1,10 @@
 """Reconstruction quality of a VAE release on held-out audio:
 
-    python -m vocoder_vae.evaluate --release DIR [--audio SOURCES] [--noise 0,0.1,0.5] [--out OUT]
+    python -m vocoder_vae.evaluate --release DIR --audio SOURCES [--noise 0,0.1,0.5] [--out OUT]
         [--asr whisper-base] [--sim resemblyzer]
 
-SOURCES defaults to the real dev set (shared/data/real_speech/dev/manifest.tsv, never trained on). Each clip is
-loaded at the model rate, encoded to latent means, optionally perturbed with Gaussian noise of std
+SOURCES: manifests/dirs/files, e.g. the team's real dev set (real_speech/dev/manifest.tsv, never trained on). Each
+clip is loaded at the model rate, encoded to latent means, optionally perturbed with Gaussian noise of std
 ``noise * latent_std`` per dim (decoder robustness), decoded, and scored against the original: mel distance,
 STOI, SI-SDR, PESQ. With ``--asr`` the original and the reconstruction are both transcribed and scored against
 the manifest transcript (evaluation's Whisper normaliser and word counts), so the reconstruction's WER is
@@ -32,7 +32,6 @@ from vocoder_vae.data import list_audio
 from vocoder_vae.metrics import all_metrics
 from vocoder_vae.model import AudioVAE
 
-DEFAULT_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_speech" / "dev" / "manifest.tsv"
 # Issue 3's targets for the shipped small VAE on the real dev set.
 TARGETS = {"stoi_min": 0.85, "sim_min": 0.85, "wer_gap_max": 0.03}
 TEXT_KEYS = ("transcript", "text")
@@ -164,7 +163,11 @@ def _fmt(v) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Reconstruction metrics of an audio VAE release.")
     ap.add_argument("--release", required=True)
-    ap.add_argument("--audio", default=str(DEFAULT_DEV), help="manifests/dirs/files, comma-separated")
+    ap.add_argument(
+        "--audio",
+        required=True,
+        help="manifests/dirs/files, comma-separated (e.g. real_speech/dev/manifest.tsv)",
+    )
     ap.add_argument("--max-files", type=int, default=0)
     ap.add_argument("--noise", default="0", help="comma-separated latent noise levels (x latent std)")
     ap.add_argument("--device", default="cpu")

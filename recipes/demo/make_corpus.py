@@ -9,7 +9,7 @@ Output:
     OUT_DIR/speakers.json                         every speaker's recipe (engine, voice file, sox chain, seed)
 Splits are speaker-disjoint (every 20th speaker -> test, every 20th+10 -> valid) and sentence-disjoint (a
 stable hash of the sentence). Re-running skips finished clips (atomic writes), so an interrupted run resumes.
-The real LibriSpeech clips (--real-speech, official transcripts) join train.jsonl; real_speech/dev never does.
+The real LibriSpeech clips (--real-speech DIR, official transcripts) join train.jsonl; real_speech/dev never does.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from tts import manifests as M  # noqa: E402
 
 GENERATOR = "recipes/demo/make_corpus.py v1"
 SPLIT_FRACTIONS = {"train": 0.9, "valid": 0.05, "test": 0.05}
-DEFAULT_REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real_speech"
 
 
 @dataclass
@@ -210,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
         "--real-speech",
-        default=str(DEFAULT_REAL) if DEFAULT_REAL.is_dir() else None,
-        help="folder of the team's real clips (its LibriSpeech part joins train); 'none' to skip",
+        default=None,
+        help="folder of the team's real clips, e.g. ../shared/data/real_speech (its LibriSpeech part joins train)",
     )
     p.add_argument("--whisper-model", default=None, help="faster-whisper model folder for clips without text")
     a = p.parse_args(argv)
