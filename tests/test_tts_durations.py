@@ -252,6 +252,32 @@ def test_cli_writes_durations_for_a_latent_store(real, tmp_path, capsys):
         main(["--latents", str(tmp_path / "lat")])
 
 
+def test_cli_aligns_with_a_given_aligner(real, aligner, tmp_path, capsys):
+    """--aligner DIR times a new store with an aligner already fitted (a release's), without fitting one."""
+    from tts.data import LatentStore, extract_latents
+
+    rows = real["rows"][:4]
+    extract_latents(rows, real["vae"], tmp_path / "lat", progress=False)
+    fe = Frontend("en-us")
+    phonemes = {r.id: fe.encode(r.text) for r in rows}
+    (tmp_path / "lat" / "phonemes.json").write_text(json.dumps(phonemes))
+    (tmp_path / "given").mkdir()
+    (tmp_path / "given" / "aligner.json").write_text(json.dumps(aligner.to_dict()))
+    main(["--latents", str(tmp_path / "lat"), "--aligner", str(tmp_path / "given"), "--workers", "1"])
+    assert "4 utterances" in capsys.readouterr().out
+    durations = json.loads((tmp_path / "lat" / "durations.json").read_text())
+    for r in rows:  # exactly the given aligner's alignments
+        from tts.data import LatentStore
+
+        assert (
+            durations[r.id] == aligner.align(LatentStore(tmp_path / "lat").get(r.id), phonemes[r.id]).tolist()
+        )
+    saved = json.loads((tmp_path / "lat" / "aligner.json").read_text())
+    assert saved == json.loads(json.dumps(aligner.to_dict()))  # written back unchanged: nothing was fitted
+    with pytest.raises(SystemExit, match="no aligner.json"):
+        main(["--latents", str(tmp_path / "lat"), "--aligner", str(tmp_path)])
+
+
 def test_the_end_of_a_prefix_is_found(real, aligner):
     """A's latents alone, with the phonemes of A + space + B (a continuation prompt and its whole text): the
     open-ended alignment must end in A's last units, and put A's symbol boundaries where aligning A alone does,
