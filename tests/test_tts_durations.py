@@ -266,12 +266,9 @@ def test_cli_aligns_with_a_given_aligner(real, aligner, tmp_path, capsys):
     main(["--latents", str(tmp_path / "lat"), "--aligner", str(tmp_path / "given"), "--workers", "1"])
     assert "4 utterances" in capsys.readouterr().out
     durations = json.loads((tmp_path / "lat" / "durations.json").read_text())
+    store = LatentStore(tmp_path / "lat")
     for r in rows:  # exactly the given aligner's alignments
-        from tts.data import LatentStore
-
-        assert (
-            durations[r.id] == aligner.align(LatentStore(tmp_path / "lat").get(r.id), phonemes[r.id]).tolist()
-        )
+        assert durations[r.id] == aligner.align(store.get(r.id), phonemes[r.id]).tolist()
     saved = json.loads((tmp_path / "lat" / "aligner.json").read_text())
     assert saved == json.loads(json.dumps(aligner.to_dict()))  # written back unchanged: nothing was fitted
     with pytest.raises(SystemExit, match="no aligner.json"):
