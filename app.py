@@ -32,7 +32,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parent
 EXAMPLES_DIR = REPO / "examples"
 DEFAULT_CHECKPOINT = "checkpoints/tts_demo"
-SILENT_PEAK = 1e-3  # a prompt whose peak stays below this (-60 dBFS) is treated as silent
 log = logging.getLogger("latentlm.app")
 
 MISSING_CHECKPOINT = """\
@@ -103,37 +102,16 @@ def _friendly(fn: Callable) -> Callable:
 
 
 def read_prompt(path: str | None, cfg: AppConfig) -> tuple[int, np.ndarray]:
-    """The uploaded/recorded prompt file -> (sample_rate, mono float32 (T,)), or a readable gr.Error."""
-    import soundfile as sf
+    """The uploaded/recorded prompt file -> (sample_rate, mono float32 (T,)), or a readable error: the TTS API's
+    own prompt loader (tts/prompt.py; rate and length are checked from the header, before decoding)."""
+    from tts.prompt import PromptLimits
+    from tts.prompt import read_prompt as read_checked
 
     if not path:
         raise gr.Error(
             "Add a voice prompt first: upload a clip or record one (3-10 s of clear speech is best)."
         )
-    try:
-        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
-    except Exception:
-        raise gr.Error(
-            "Could not decode the prompt audio. Upload a WAV, FLAC, OGG or MP3 file, or record with the microphone."
-        ) from None
-    wav = wav.mean(axis=1)  # (T, channels) -> (T,)
-    seconds = wav.size / sr
-    if seconds < cfg.min_prompt_seconds:
-        raise gr.Error(
-            f"The prompt is {seconds:.2f} s long; give at least {cfg.min_prompt_seconds:g} s of speech."
-        )
-    if seconds > cfg.max_prompt_seconds:
-        raise gr.Error(
-            f"The prompt is {seconds:.1f} s long; the limit is {cfg.max_prompt_seconds:g} s. Trim it (3-10 s is best)."
-        )
-    if not np.all(np.isfinite(wav)):
-        raise gr.Error("The prompt audio contains invalid (NaN or infinite) samples.")
-    peak = float(np.max(np.abs(wav)))
-    if peak < SILENT_PEAK:
-        raise gr.Error(
-            f"The prompt audio is silent (peak level {peak:.1e}). Upload or record a clip with speech."
-        )
-    return sr, wav
+    return read_checked(str(path), PromptLimits(cfg.min_prompt_seconds, cfg.max_prompt_seconds))
 
 
 def check_text(text: str | None, cfg: AppConfig) -> str:
@@ -254,24 +232,20 @@ def build_demo(
     default_cfg = float(getattr(getattr(tts_or_loader, "cfg", None), "cfg_scale", 1.5))
 
     def settings(prompt_text, steps, guidance, temperature, seed, speed) -> dict:
-        return dict(
-            prompt_text=(prompt_text or "").strip() or None,
-            steps=int(steps),
-            cfg=float(guidance),
-            temperature=float(temperature),
-            seed=int(seed),
-            speed=float(speed),
-        )
+        """The form's settings, checked first (SynthesisOptions: NaN, inf, huge seeds are refused)."""
+        from tts.options import SynthesisOptions
+
+        opts = SynthesisOptions(steps=steps, cfg=guidance, temperature=temperature, seed=seed, speed=speed)
+        return dict(prompt_text=(prompt_text or "").strip() or None, options=opts)
 
     @_friendly
     def clone(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, do_check):
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed)
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
         t0 = time.perf_counter()
-        res = tts.synthesize(
-            text, (prompt_sr, prompt), **settings(prompt_text, steps, guidance, temperature, seed, speed)
-        )
+        res = tts.synthesize(text, (prompt_sr, prompt), **kwargs)
         elapsed = time.perf_counter() - t0
         audio = np.asarray(res.audio, dtype=np.float32).reshape(-1)
         if audio.size == 0:
@@ -284,10 +258,10 @@ def build_demo(
 
     @_friendly
     def clone_stream(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed):
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed)
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
-        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed)
         for chunk in tts.stream(text, (prompt_sr, prompt), **kwargs):
             yield wav_bytes(np.asarray(chunk, dtype=np.float32).reshape(-1), tts.sample_rate)
 
@@ -454,8 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     from tts.model import TTS
 
     torch.set_num_threads(args.threads)
-    tts = TTS.from_pretrained(ckpt)
-    image_model = load_image_release(args.image_checkpoint) if args.image_checkpoint else None
+    try:
+        tts = TTS.from_pretrained(ckpt)
+        image_model = load_image_release(args.image_checkpoint) if args.image_checkpoint else None
+    except (ValueError, OSError) as e:  # a truncated / garbage release: a message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cfg = AppConfig(concurrency=args.concurrency)
     launch(
         build_demo(tts, cfg, image_model=image_model),

@@ -1,7 +1,9 @@
 """Audio loading for scoring: any file soundfile reads, any sample rate, mono float32, clear errors.
 
 torchaudio 2.11 cannot decode files without torchcodec, so everything goes through soundfile. Resampling is
-polyphase (scipy.signal.resample_poly), which is exact for the integer ratios between common rates.
+polyphase (scipy.signal.resample_poly), which is exact for the integer ratios between common rates. A clip's
+rate and length are checked before it is decoded or resampled (vocoder_vae.audio.check_rate_and_length: a header
+claiming 1 Hz would otherwise resample a small file to gigabytes).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import resample_poly
+
+from vocoder_vae.audio import MAX_SECONDS, UnreadableAudio, check_rate_and_length, read_audio
 
 SILENCE_PEAK = 1e-4  # peak amplitude below which a file counts as silent (about -80 dBFS)
 
@@ -58,9 +61,11 @@ def load_audio(path: str | Path, target_sr: int | None = None) -> tuple[np.ndarr
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
     try:
-        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError for corrupt files
+        wav, sr = read_audio(path, MAX_SECONDS)  # (T, channels); header (rate, length) checked first
+    except UnreadableAudio as e:
         raise AudioError(f"{path}: cannot decode audio ({e})") from None
+    except ValueError as e:
+        raise AudioError(str(e)) from None
     wav = check_waveform(wav, sr, str(path))
     if target_sr is not None and target_sr != sr:
         wav, sr = resample(wav, sr, target_sr), target_sr
@@ -73,4 +78,8 @@ def as_waveform(item: str | Path | np.ndarray, sample_rate: int | None, target_s
         return load_audio(item, target_sr)[0]
     if sample_rate is None:
         raise ValueError("arrays need sample_rate=... (the rate of the given waveforms)")
+    try:
+        check_rate_and_length(len(item), sample_rate, "<array>", MAX_SECONDS)  # before resampling
+    except ValueError as e:
+        raise AudioError(str(e)) from None
     return resample(check_waveform(item, sample_rate), sample_rate, target_sr)

@@ -113,14 +113,29 @@ def load_release(
     for p in (wpath, cpath):
         if not p.is_file():
             raise FileNotFoundError(f"{directory} is not a release: missing {p.name}")
-    doc = json.loads(cpath.read_text())
+    try:
+        doc = json.loads(cpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cpath}: not JSON ({e}); copy or export the release again") from None
     if not isinstance(doc, dict) or "config" not in doc:
         raise ValueError(f"{cpath}: not a release config (no 'config' key)")
-    if doc.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{cpath}: format_version {doc['format_version']} is newer than this code supports")
+    version = doc.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(
+            f"{cpath}: format_version must be an integer (this code writes {FORMAT_VERSION}), got {version!r}"
+        )
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{cpath}: format_version {version} is newer than this code supports")
     if kind is not None and doc.get("kind") != kind:
         raise ValueError(f"{directory} holds a {doc.get('kind')!r} release, expected {kind!r}")
-    return load_file(str(wpath)), doc["config"], doc.get("meta", {})
+    try:
+        weights = load_file(str(wpath))
+    except Exception as e:  # safetensors' SafetensorError: truncated, garbage, or a header that lies
+        raise ValueError(
+            f"{wpath} is not a readable safetensors file ({e}); it may be truncated or corrupt: "
+            "download or export the release again"
+        ) from None
+    return weights, doc["config"], doc.get("meta", {})
 
 
 def load_state_dict_strict(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:

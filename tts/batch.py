@@ -12,6 +12,9 @@ TSV files need a header row with those column names (tab-separated, no quoting).
 - Jobs with ``"protocol": "continuation"`` are synthesized in continuation mode (output = prompt + continuation).
 - Per job: ``OUT_DIR/info.jsonl`` records the output length and why generation stopped (``eos`` or ``cap``).
 - Summary: printed at the end and written to ``OUT_DIR/summary.json``. Exit status 1 when any job failed.
+- Checked before any synthesis (exit 2, every problem listed): the job list (JSON objects with unique ids), the
+  output paths (tts/outputs.py: inside --out-dir, ``.wav``, none shared, none named like the batch's own files)
+  and the command line's settings (tts/options.py). A job whose own seed or speed is bad fails alone, unsynthesized.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from tts.model import TTS, SynthesisResult, TTSInputError
+from tts.model import TTS, SynthesisResult
+from tts.options import SynthesisOptions, TTSInputError
+from tts.outputs import plan_outputs
+
+JOB_SETTINGS = ("seed", "speed")  # the settings a job row may give for itself (the rest come from the CLI)
 
 
 def read_jobs(path: str | Path) -> list[dict]:
@@ -40,18 +47,30 @@ def read_jobs(path: str | Path) -> list[dict]:
         for r in rows:
             if r.get("prompt_text") == "":
                 r["prompt_text"] = None
+            for k in JOB_SETTINGS:  # an empty cell: not given
+                if r.get(k) == "":
+                    del r[k]
     else:
         rows = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{n}: not JSON ({e})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(
+                        f'{path}:{n}: a job must be a JSON object ({{"id": ..., "text": ..., ...}}), '
+                        f"got a {type(row).__name__}"
+                    )
+                rows.append(row)
     seen = set()
     for n, r in enumerate(rows, 1):
         if not r.get("id"):
             raise ValueError(f"{path}: row {n} has no id")
+        if not isinstance(r["id"], (str, int)) or isinstance(r["id"], bool):
+            raise ValueError(f"{path}: row {n}: id must be a string, got {r['id']!r}")
+        r["id"] = str(r["id"])
         if r["id"] in seen:
             raise ValueError(f"{path}: duplicate id {r['id']!r}")
         seen.add(r["id"])
@@ -88,18 +107,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # everything that can be checked is checked before the model is loaded
+        defaults = SynthesisOptions.from_mapping(vars(args))
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--out-dir {out_dir} is a file; give a folder")
         jobs = read_jobs(args.jobs)
+        outs = plan_outputs(jobs, out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         tts = TTS.from_pretrained(args.checkpoint, device=args.device)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    outs = {j["id"]: out_dir / (j.get("out") or f"{j['id']}.wav") for j in jobs}
     todo = [j for j in jobs if not outs[j["id"]].exists()]
     skipped = len(jobs) - len(todo)
     failures: list[dict] = []
     done, audio_s, t0 = 0, 0.0, time.perf_counter()
+    settings: dict[str, SynthesisOptions] = {}
+    for j in list(todo):  # a job's own settings: a bad one fails that job, before any synthesis
+        try:
+            settings[j["id"]] = SynthesisOptions.from_mapping(
+                {k: j[k] for k in JOB_SETTINGS if k in j}, defaults
+            )
+        except TTSInputError as e:
+            failures.append({"id": j["id"], "error": f"bad input: {e}"})
+            todo.remove(j)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -111,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "text": j.get("text"),
             "prompt_audio": j.get("prompt_audio"),
             "prompt_text": j.get("prompt_text"),
-            "seed": int(j.get("seed", args.seed)),
-            "steps": args.steps,
-            "cfg": args.cfg,
-            "temperature": args.temperature,
-            "max_seconds": args.max_seconds,
-            "speed": float(j.get("speed", args.speed)),
+            **settings[j["id"]].to_dict(),
             # evaluation/librispeech.py's continuation jobs: score prompt + continuation as one utterance
             "continuation": j.get("protocol") == "continuation",
         }

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import Tensor
 
@@ -42,11 +41,13 @@ from latentlm.transformer import TransformerConfig
 from tts.duration import DurationPredictor, load_aligner, load_predictor, phone_units
 from tts.frontend import Frontend
 from tts.layout import MODALITY, SPACE_ID, generation_prefix, interleaved_script
+from tts.options import SynthesisOptions, TTSInputError
 from tts.patch import to_frames, to_items
 from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
 from tts.phone_hmm import units
+from tts.positions import MIN_ROOM_SECONDS, items_left, prompt_too_long, split_in_two
+from tts.prompt import PromptLimits, load_prompt
 from tts.script import item_durations
-from vocoder_vae.audio import prepare
 from vocoder_vae.model import AudioVAE
 
 RELEASE_KIND = "tts"
@@ -56,11 +57,6 @@ TIMINGS = ("lm", "predictor")
 # the prompt tempo a duration predictor is given, in seconds per phone unit, is clamped to this range (the
 # training clips: 0.06-0.21 s), so a transcript that does not fit its clip cannot ask for minutes of audio
 PHONE_SECONDS = (0.05, 0.24)
-MIN_SPEED, MAX_SPEED = 0.5, 2.0  # synthesize(speed=...): durations / speed (timing "predictor")
-
-
-class TTSInputError(ValueError):
-    """Bad input to the TTS API (text, prompt audio, checkpoint); the message says what and why."""
 
 
 def _default_lm() -> LatentLMConfig:
@@ -252,7 +248,7 @@ class TTS:
             aligner = load_aligner(dur_dir) if dur_dir.is_dir() else None
         except TTSInputError:
             raise
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
         return cls(cfg, lm.to(device), vae, frontend, duration, aligner)
 
@@ -277,43 +273,14 @@ class TTS:
 
     # ------------------------------------------------------------------ inputs
     def load_prompt(self, prompt_audio) -> Tensor:
-        """path | np.ndarray | torch.Tensor | (sample_rate, array) -> float32 [L] at the model rate, validated."""
-        sr = self.sample_rate
-        if isinstance(prompt_audio, (str, Path)):
-            path = Path(prompt_audio)
-            if not path.is_file():
-                raise TTSInputError(f"prompt audio file not found: {path}")
-            try:
-                wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
-            except Exception as e:
-                raise TTSInputError(
-                    f"cannot read prompt audio {path} (corrupt or unsupported format): {e}"
-                ) from e
-        elif isinstance(prompt_audio, tuple) and len(prompt_audio) == 2:
-            sr, wav = prompt_audio
-            if not isinstance(sr, (int, np.integer)):
-                raise TTSInputError(f"prompt tuple must be (sample_rate, samples), got sample_rate={sr!r}")
-        elif isinstance(prompt_audio, (np.ndarray, torch.Tensor)):
-            wav = prompt_audio
-        else:
-            raise TTSInputError(
-                f"prompt_audio must be a path, an array, a tensor or (sample_rate, array); got {type(prompt_audio).__name__}"
-            )
-        try:
-            x = prepare(wav, int(sr), self.sample_rate, name="prompt audio")
-        except ValueError as e:
-            raise TTSInputError(str(e)) from e
-        dur = x.numel() / self.sample_rate
-        if dur < self.cfg.min_prompt_seconds:
-            raise TTSInputError(f"prompt audio is too short: {dur:.2f} s < {self.cfg.min_prompt_seconds:g} s")
-        if dur > self.cfg.max_prompt_seconds:
-            raise TTSInputError(
-                f"prompt audio is too long: {dur:.1f} s > {self.cfg.max_prompt_seconds:g} s; cut it to a few seconds"
-            )
-        rms = float(x.pow(2).mean().sqrt())
-        if rms < self.cfg.silence_rms:
-            raise TTSInputError(f"prompt audio is (nearly) silent: RMS {rms:.1e} < {self.cfg.silence_rms:g}")
-        return x
+        """path | np.ndarray | torch.Tensor | (sample_rate, array) -> float32 [L] at the model rate, validated
+        (tts/prompt.py: rate and length are checked before anything is read or resampled)."""
+        return load_prompt(prompt_audio, self.prompt_limits, self.sample_rate)
+
+    @property
+    def prompt_limits(self) -> PromptLimits:
+        c = self.cfg
+        return PromptLimits(c.min_prompt_seconds, c.max_prompt_seconds, c.silence_rms, self.sample_rate)
 
     def transcribe(self, wav: Tensor) -> str:
         """Offline Whisper-base transcript of a prompt (loaded once, on first use)."""
@@ -354,23 +321,70 @@ class TTS:
         fps = self.cfg.frame_rate
         return min(max(frames / max(1, phones), PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
 
+    def _prompt_items(self, wav: Tensor) -> int:
+        """Items the prompt waveform (model rate) becomes, without encoding it (ceil(L / hop) frames // patch)."""
+        return math.ceil(wav.numel() / self.vae.hop) // self.cfg.patch
+
+    def _items_left(self, prefix_tokens: int, prompt_items: int, script: int) -> int:
+        """tts.positions.items_left for this model."""
+        return items_left(
+            self.cfg.model.trunk.max_seq_len, prefix_tokens, prompt_items, script, self.cfg.interleave
+        )
+
+    def _check_prompt_room(self, wav: Tensor, prompt_symbols: int) -> None:
+        """Refuse a prompt that leaves no room for even a short word (before any transcription or encoding)."""
+        n = self._prompt_items(wav)
+        if self._items_left(prompt_symbols + 1 + 8, n, 8) < 8 * MIN_ROOM_SECONDS * self.cfg.frame_rate:
+            raise TTSInputError(
+                prompt_too_long(
+                    self.cfg.model.trunk.max_seq_len,
+                    wav.numel() / self.sample_rate,
+                    prompt_symbols,
+                    n,
+                    self.cfg.frame_rate / self.cfg.patch,
+                )
+            )
+
+    def _sentence_rows(self, sentence: str, prompt_ph: list[int], n_prompt: int, rate, max_seconds, speed):
+        """One sentence -> rows (sentence, phonemes, script, cap, floor, item durations | None) that fit the
+        positions (tts/positions.py): split in two at a word boundary, repeatedly, where it does not."""
+        ph = self._encode_text(sentence, "text")
+        cap = self.frame_cap(len(ph), max_seconds)
+        durs = None
+        if rate is not None:  # timing "predictor": the items are known now
+            durs = item_durations(self.duration.predict(ph, rate, tempo=speed), self.cfg.patch)
+        left = self._items_left(len(prompt_ph) + 1 + len(ph), n_prompt, len(ph))
+        need = (
+            sum(durs)
+            if durs is not None
+            else math.ceil(len(ph) * MIN_ROOM_SECONDS * self.cfg.frame_rate / self.cfg.patch)
+        )
+        if need <= left:
+            cap = min(cap, left)  # generation past ``left`` items would fail: it never reached there before
+            return [(sentence, prompt_ph + [SPACE_ID] + ph, ph, cap, self.frame_floor(len(ph), cap), durs)]
+        halves = split_in_two(sentence)
+        if halves is None:
+            raise TTSInputError(
+                f"the word {sentence!r} does not fit beside this prompt in the model's "
+                f"{self.cfg.model.trunk.max_seq_len} positions (it needs {need} frames, {max(left, 0)} are left); "
+                "use a shorter prompt or a slower-to-overflow speed (closer to 1)"
+            )
+        return [
+            r for h in halves for r in self._sentence_rows(h, prompt_ph, n_prompt, rate, max_seconds, speed)
+        ]
+
     def _prepare(
         self, text, prompt_audio, prompt_text, max_seconds, continuation: bool = False, speed: float = 1.0
     ) -> _Job:
         t0 = time.perf_counter()
         if not isinstance(text, str) or not text.strip():
             raise TTSInputError("text is empty: nothing to synthesize")
-        try:
-            speed = float(speed)
-        except (TypeError, ValueError):
-            raise TTSInputError(
-                f"speed must be a number in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed!r}"
-            ) from None
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise TTSInputError(f"speed must be in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed:g}")
+        opts = SynthesisOptions(max_seconds=max_seconds, speed=speed)  # NaN, inf, strings: refused here
+        max_seconds, speed = opts.max_seconds, opts.speed
         if speed != 1.0 and self.cfg.timing != "predictor":
             raise TTSInputError("speed needs a release timed by a duration predictor (timing: predictor)")
         wav = self.load_prompt(prompt_audio)
+        self._check_prompt_room(wav, 0)  # the audio alone (before transcribing or encoding it)
         timings = {}
         if continuation:
             # The prompt is the start of the utterance whose whole text is ``text`` (VALL-E's continuation task,
@@ -382,8 +396,13 @@ class TTS:
             if self.cfg.interleave:
                 return self._continuation_script(text, wav, max_seconds, speed, timings, t0)
             ph = self._encode_text(text, "text")
+            n_prompt = self._prompt_items(wav)
+            left = self._items_left(len(ph), n_prompt, 0)
+            cap = max(self.frame_cap(len(ph), max_seconds) - n_prompt, 1)
+            if left < 1:
+                raise TTSInputError(self._continuation_overflow(len(ph), n_prompt))
+            cap = min(cap, left)
             prompt = self._prompt_latents(wav)
-            cap = max(self.frame_cap(len(ph), max_seconds) - int(prompt.shape[0]), 1)
             floor = self.frame_floor(len(ph), cap) - int(prompt.shape[0])  # the prompt says part of the text
             timings["prepare_s"] = time.perf_counter() - t0
             # the output starts with the prompt audio the items hold (patch > 1 drops a few tail frames)
@@ -403,22 +422,36 @@ class TTS:
             raise TTSInputError("prompt_text is empty; pass None to transcribe the prompt automatically")
         sentences = self.frontend.split_sentences(text, self.cfg.sentence_max_chars)
         prompt_ph = self._encode_text(prompt_text, "prompt_text")
-        phonemes, scripts, caps, floors = [], [], [], []
-        for s in sentences:
-            ph = self._encode_text(s, "text")
-            phonemes.append(prompt_ph + [SPACE_ID] + ph)
-            scripts.append(ph)
-            caps.append(self.frame_cap(len(ph), max_seconds))
-            floors.append(self.frame_floor(len(ph), caps[-1]))
-        prompt = self._prompt_latents(wav)
-        durations = None
+        self._check_prompt_room(wav, len(prompt_ph))
+        n_prompt = self._prompt_items(wav)
+        rate = None
         if self.cfg.interleave and self.cfg.timing == "predictor":
-            rate = self._tempo(int(prompt.shape[0]) * self.cfg.patch, phone_units(prompt_ph))
-            durations = [
-                item_durations(self.duration.predict(sc, rate, tempo=speed), self.cfg.patch) for sc in scripts
-            ]
+            rate = self._tempo(n_prompt * self.cfg.patch, phone_units(prompt_ph))
+        rows = [
+            r
+            for s in sentences
+            for r in self._sentence_rows(s, prompt_ph, n_prompt, rate, max_seconds, speed)
+        ]
+        sentences, phonemes, scripts, caps, floors, durations = (list(x) for x in zip(*rows))
+        prompt = self._prompt_latents(wav)
         timings["prepare_s"] = time.perf_counter() - t0
-        return _Job(prompt, prompt_text, sentences, phonemes, scripts, caps, floors, timings, durations)
+        return _Job(
+            prompt,
+            prompt_text,
+            sentences,
+            phonemes,
+            scripts,
+            caps,
+            floors,
+            timings,
+            None if rate is None else durations,
+        )
+
+    def _continuation_overflow(self, symbols: int, n_prompt: int) -> str:
+        return (
+            f"continuation: the text ({symbols} phoneme symbols) and the prompt ({n_prompt} items) do not fit the "
+            f"model's {self.cfg.model.trunk.max_seq_len} positions; use a shorter prompt or text"
+        )
 
     def _continuation_script(self, text, wav, max_seconds, speed, timings, t0) -> _Job:
         """Continuation mode for the interleaved layout: the aligner (tts/phone_hmm.py) finds where in the
@@ -449,7 +482,10 @@ class TTS:
             raise TTSInputError("the prompt already says the whole text: nothing is left to continue")
         script = ph[start:]
         durations = item_durations(first + pred[start + len(first) :], self.cfg.patch)
-        cap = max(self.frame_cap(len(script), max_seconds), 1)
+        left = self._items_left(len(ph), int(prompt.shape[0]), len(script))
+        if sum(durations) > left:
+            raise TTSInputError(self._continuation_overflow(len(ph), int(prompt.shape[0])))
+        cap = min(max(self.frame_cap(len(script), max_seconds), 1), left)
         timings["prepare_s"] = time.perf_counter() - t0
         kept = wav[: frames * self.vae.hop]  # the output starts with the prompt audio the items hold
         return _Job(
@@ -469,11 +505,7 @@ class TTS:
         scripts: per row the target's phonemes (read by the interleaved layout only). durations (interleaved
         only): per row the items each script symbol takes, forced exactly (else the LM head decides, within
         ``_run_limits``)."""
-        if steps < 1:
-            raise TTSInputError(f"steps must be >= 1, got {steps}")
-        cfg = self.cfg.cfg_scale if cfg is None else float(cfg)
-        if cfg < 0 or temperature < 0:
-            raise TTSInputError(f"cfg and temperature must be >= 0, got cfg={cfg}, temperature={temperature}")
+        cfg = self.cfg.cfg_scale if cfg is None else float(cfg)  # steps, cfg, temperature: SynthesisOptions
         scripts = scripts if self.cfg.interleave else None
         prefix, uncond = generation_prefix(self.lm, phonemes, prompts, cfg, scripts)
         rest = interleaved_script(self.lm, scripts) if scripts is not None else None
@@ -592,15 +624,22 @@ class TTS:
         max_seconds: float | None = None,
         continuation: bool = False,
         speed: float = 1.0,
+        options: SynthesisOptions | None = None,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
         generated with the same prompt, ``SENTENCE_ROWS`` at a time as the rows of one batch (each with its own
         seeded random stream, so the audio is what one-by-one decoding or ``stream`` gives, to float rounding),
         joined by short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole
         text is ``text`` (no prompt_text); the model continues it and the result is prompt + continuation.
-        ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it."""
+        ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it.
+        ``options``: the settings as one ``SynthesisOptions`` (instead of the keywords); either way they are
+        checked before any work."""
         t0 = time.perf_counter()
-        job = self._prepare(text, prompt_audio, prompt_text, max_seconds, continuation, speed)
+        kw = dict(
+            steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed
+        )
+        o = SynthesisOptions.merge(options, **kw)  # checked before any work
+        job = self._prepare(text, prompt_audio, prompt_text, o.max_seconds, continuation, o.speed)
         n = len(job.sentences)
         lat: list[list[Tensor]] = [[] for _ in range(n)]
         stops = ["eos"] * n
@@ -614,10 +653,10 @@ class TTS:
                 [job.prompt] * len(part),
                 [job.caps[k] for k in part],
                 [job.floors[k] for k in part],
-                steps,
-                cfg,
-                temperature,
-                [self._generator(seed, k) for k in part],
+                o.steps,
+                o.cfg,
+                o.temperature,
+                [self._generator(o.seed, k) for k in part],
                 None if any(d is None for d in durs) else [d[0] for d in durs],
             ):
                 if z is not None:
@@ -643,21 +682,36 @@ class TTS:
         chunk_frames: int = 4,
         first_chunk_frames: int = 1,
         speed: float = 1.0,
+        options: SynthesisOptions | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
-        frames, then every ``chunk_frames``). The chunks concatenate to ``synthesize`` with the same arguments."""
+        frames, then every ``chunk_frames``). The chunks concatenate to ``synthesize`` with the same arguments.
+        Bad input raises when the first chunk is asked for, before any frame is generated."""
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
-        job = self._prepare(text, prompt_audio, prompt_text, max_seconds, speed=speed)
+        kw = dict(
+            steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed
+        )
+        o = SynthesisOptions.merge(options, **kw)  # checked before any work
+        job = self._prepare(text, prompt_audio, prompt_text, o.max_seconds, speed=o.speed)
         for i, (ph, sc, cap, fl) in enumerate(zip(job.phonemes, job.scripts, job.caps, job.floors)):
             if i:
                 yield self._pause()
 
             def latent_chunks(ph=ph, sc=sc, cap=cap, fl=fl, i=i) -> Iterator[Tensor]:
-                g = [self._generator(seed, i)]
+                g = [self._generator(o.seed, i)]
                 buf, want = [], first_chunk_frames
                 for _, z, _reason in self._frames(
-                    [ph], [sc], [job.prompt], [cap], [fl], steps, cfg, temperature, g, job.row_durations(i)
+                    [ph],
+                    [sc],
+                    [job.prompt],
+                    [cap],
+                    [fl],
+                    o.steps,
+                    o.cfg,
+                    o.temperature,
+                    g,
+                    job.row_durations(i),
                 ):
                     if z is None:
                         continue
@@ -680,55 +734,46 @@ class TTS:
         (rows grouped by steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
         its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
         result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any
-        temperature. ``on_error="return"`` puts the
-        TTSInputError of a bad job in its place instead of raising."""
+        temperature. Every job's settings are a ``SynthesisOptions`` (checked before any work). ``on_error="return"``
+        puts the TTSInputError of a bad job (text, prompt or settings) in its place instead of raising; the other
+        jobs still return their audio."""
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
         t0 = time.perf_counter()
-        keys = (
-            "text",
-            "prompt_audio",
-            "prompt_text",
-            "steps",
-            "cfg",
-            "temperature",
-            "seed",
-            "max_seconds",
-            "continuation",
-            "speed",
-        )
+        keys = ("text", "prompt_audio", "prompt_text", "continuation", *SynthesisOptions().to_dict())
         prepared: list[_Job | TTSInputError] = []
+        settings: list[SynthesisOptions | None] = []
         for i, job in enumerate(jobs):
-            unknown = sorted(set(job) - set(keys) - {"id", "out"})
             try:
+                if not isinstance(job, dict):
+                    raise TTSInputError(f"a job must be a dict of settings, got {type(job).__name__}")
+                unknown = sorted(set(job) - set(keys) - {"id", "out"})
                 if unknown:
                     raise TTSInputError(f"unknown job key(s) {unknown}; valid: {list(keys)}")
                 if "text" not in job or "prompt_audio" not in job:
                     raise TTSInputError("a job needs 'text' and 'prompt_audio'")
+                o = SynthesisOptions.from_mapping(job)  # before any work: a bad value fails this job only
                 prepared.append(
                     self._prepare(
                         job["text"],
                         job["prompt_audio"],
                         job.get("prompt_text"),
-                        job.get("max_seconds"),
+                        o.max_seconds,
                         bool(job.get("continuation", False)),
-                        job.get("speed", 1.0),
+                        o.speed,
                     )
                 )
+                settings.append(o)
             except TTSInputError as e:
                 if on_error == "raise":
                     raise TTSInputError(f"job {i}: {e}") from e
                 prepared.append(e)
-        rows = []  # (job index, sentence index, settings)
-        for i, p in enumerate(prepared):
+                settings.append(None)
+        rows = []  # (job index, sentence index, settings, seed)
+        for i, (p, o) in enumerate(zip(prepared, settings)):
             if isinstance(p, _Job):
-                j = jobs[i]
-                key = (
-                    int(j.get("steps", 10)),
-                    float(self.cfg.cfg_scale if j.get("cfg") is None else j["cfg"]),
-                    float(j.get("temperature", 1.0)),
-                )
-                rows += [(i, s, key, int(j.get("seed", 0))) for s in range(len(p.sentences))]
+                key = (o.steps, float(self.cfg.cfg_scale if o.cfg is None else o.cfg), o.temperature)
+                rows += [(i, s, key, o.seed) for s in range(len(p.sentences))]
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}
         t1 = time.perf_counter()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import soundfile as sf
 import torch
 
-from tts.model import TTS, TTSInputError
+from tts.model import TTS
+from tts.options import SynthesisOptions, TTSInputError
+from tts.outputs import check_out_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text", required=True)
     ap.add_argument("--prompt", required=True, help="prompt audio file (any rate, mono or stereo, 1-30 s)")
     ap.add_argument("--prompt-text", default=None, help="transcript of the prompt (default: Whisper-base)")
-    ap.add_argument("--out", required=True, help="output .wav")
+    ap.add_argument("--out", required=True, help="output file: .wav, .flac or .ogg")
     ap.add_argument("--steps", type=int, default=10, help="DPM-Solver++ steps per frame")
     ap.add_argument(
         "--cfg",
@@ -41,24 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
+    try:  # settings and --out are checked before the model is loaded
+        options = SynthesisOptions.from_mapping(vars(args))
+        out = check_out_file(args.out)
         tts = TTS.from_pretrained(args.checkpoint, device=args.device)
-        res = tts.synthesize(
-            args.text,
-            args.prompt,
-            prompt_text=args.prompt_text,
-            steps=args.steps,
-            cfg=args.cfg,
-            temperature=args.temperature,
-            seed=args.seed,
-            max_seconds=args.max_seconds,
-            speed=args.speed,
-        )
-    except TTSInputError as e:
+        res = tts.synthesize(args.text, args.prompt, prompt_text=args.prompt_text, options=options)
+    except (TTSInputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(args.out, res.audio, res.sample_rate, subtype="PCM_16")
+    sf.write(str(out), res.audio, res.sample_rate, subtype="PCM_16" if out.suffix.lower() == ".wav" else None)
     info = {k: res.info[k] for k in ("frames", "stop", "rtf")}
     print(f"wrote {args.out}: {res.duration:.2f} s, prompt text {res.prompt_text!r}, {json.dumps(info)}")
     return 0

@@ -1,0 +1,123 @@
+"""Synthesis options: the one place where the decoding settings of every front end are checked.
+
+    opts = SynthesisOptions(steps=10, cfg=None, temperature=1.0, seed=0, max_seconds=None, speed=1.0)
+    tts.synthesize(text, prompt, options=opts)        # or the same settings as keyword arguments
+    SynthesisOptions.from_mapping({"seed": "3", "speed": 0.8})   # a job row / form: strings are parsed
+
+Modelled on whisper's ``DecodingOptions``: a frozen dataclass, checked when it is made, so a bad value (NaN, inf,
+a seed torch cannot take, a string that is not a number) is refused before any work (no prompt is read, no
+frame generated). ``TTS.synthesize`` / ``stream`` / ``synthesize_batch``, ``tts.synthesize``, ``tts.batch`` and
+``app.py`` all build one. What depends on the release (speed needs predictor timing; ``cfg=None`` means the
+release's ``cfg_scale``) is checked by the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class TTSInputError(ValueError):
+    """Bad input to the TTS API (text, prompt audio, options, checkpoint); the message says what and why."""
+
+
+MIN_SPEED, MAX_SPEED = 0.5, 2.0  # speed=...: predicted durations / speed (releases timed by a predictor)
+MAX_STEPS = 1000  # DPM-Solver++ steps per frame (10 is the default; more than ~50 buys nothing)
+MAX_SEED = 2**32 - 1  # seeds are 0 .. 2**32 - 1 (numpy's range; every sentence's stream is seeded from it)
+MAX_CFG = 100.0  # classifier-free guidance scale (1 = off; speech uses 1.3-3)
+MAX_TEMPERATURE = 10.0  # diffusion noise scale (1 = the trained distribution)
+
+
+def _number(name: str, value: Any, lo: float, hi: float, hint: str) -> float:
+    """A finite float in [lo, hi] (bools and non-numbers refused), else a TTSInputError naming ``name``."""
+    if isinstance(value, bool):
+        raise TTSInputError(f"{name} must be a number ({hint}), got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TTSInputError(f"{name} must be a number ({hint}), got {value!r}") from None
+    if not math.isfinite(x) or not lo <= x <= hi:
+        raise TTSInputError(f"{name} must be a finite number in [{lo:g}, {hi:g}] ({hint}), got {value!r}")
+    return x
+
+
+def _integer(name: str, value: Any, lo: int, hi: int, hint: str) -> int:
+    """An integer in [lo, hi]: ints, integral floats (3.0) and digit strings ("3"); else a TTSInputError."""
+    x = value
+    if isinstance(value, str):
+        try:
+            x = int(value.strip())
+        except ValueError:
+            x = None
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        x = int(value)
+    if isinstance(x, bool) or not isinstance(x, int) and not hasattr(x, "__index__"):
+        raise TTSInputError(f"{name} must be a whole number in [{lo}, {hi}] ({hint}), got {value!r}")
+    x = int(x)
+    if not lo <= x <= hi:
+        raise TTSInputError(f"{name} must be in [{lo}, {hi}] ({hint}), got {value!r}")
+    return x
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    steps: int = 10  # DPM-Solver++ steps per latent frame
+    cfg: float | None = None  # classifier-free guidance scale; None = the release's cfg_scale
+    temperature: float = 1.0  # diffusion noise scale
+    seed: int = 0  # every sentence draws its noise from (seed, sentence index)
+    max_seconds: float | None = None  # cap per sentence (the release's max_output_seconds caps it too)
+    speed: float = 1.0  # 0.5-2: predicted durations / speed (releases timed by a duration predictor)
+
+    def __post_init__(self) -> None:
+        checked = {
+            "steps": _integer("steps", self.steps, 1, MAX_STEPS, "diffusion steps per frame, e.g. 10"),
+            "cfg": None
+            if self.cfg is None
+            else _number("cfg", self.cfg, 0.0, MAX_CFG, "guidance scale, 1 = off; or None for the release's"),
+            "temperature": _number(
+                "temperature", self.temperature, 0.0, MAX_TEMPERATURE, "diffusion noise scale, e.g. 1.0"
+            ),
+            "seed": _integer("seed", self.seed, 0, MAX_SEED, "any whole number in that range"),
+            "max_seconds": None
+            if self.max_seconds is None
+            else _number("max_seconds", self.max_seconds, 0.0, math.inf, "seconds per sentence, or None"),
+            "speed": _number("speed", self.speed, MIN_SPEED, MAX_SPEED, "1 = the prompt's tempo"),
+        }
+        if checked["max_seconds"] == 0.0:
+            raise TTSInputError(
+                f"max_seconds must be positive (seconds per sentence), got {self.max_seconds!r}"
+            )
+        for k, v in checked.items():  # store the parsed values (numpy scalars, "3" -> plain numbers)
+            object.__setattr__(self, k, v)
+
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any], defaults: SynthesisOptions | None = None
+    ) -> SynthesisOptions:
+        """The option keys of ``values`` (a job row, form values; other keys are ignored; a None leaves the
+        default, except for cfg and max_seconds, where None is a value) over ``defaults``."""
+        base = defaults or cls()
+        kw = {f.name: getattr(base, f.name) for f in fields(cls)}
+        for k in kw:
+            if k in values and (values[k] is not None or k in ("cfg", "max_seconds")):
+                kw[k] = values[k]
+        return cls(**kw)
+
+    @classmethod
+    def merge(cls, options: SynthesisOptions | None, **settings: Any) -> SynthesisOptions:
+        """``options`` as given, or the keyword ``settings`` of an API call (the ones a call leaves at their
+        defaults are fine beside ``options``; a changed one is ambiguous and refused)."""
+        if options is None:
+            return cls(**settings)
+        if not isinstance(options, cls):
+            raise TTSInputError(f"options must be a SynthesisOptions, got {type(options).__name__}")
+        default = cls()
+        clash = sorted(k for k, v in settings.items() if v != getattr(default, k))
+        if clash:
+            raise TTSInputError(f"pass the settings either in options= or as keywords, not both: {clash}")
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
