@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The real-voice campaign on a CPU: fine-tune a TTS release on real people with several utterances each
+# (cross-sentence pairs; tts.real_voices holds 12 of them out as the dev set), resuming where it stopped.
+#
+#   bash recipes/demo/real_voices.sh REAL_SPEECH_DIR [MINUTES=115] [RUN=runs/real_ft]
+#
+# Steps (each skipped when its output exists): the speaker split and dev jobs (data/real_voices), latents with
+# the release's VAE (data/latents_real), durations timed with the release's own aligner (so the new data is
+# timed as its duration predictor was trained), then tts.train from INIT (default checkpoints/tts_demo), with
+# held-out speakers refused. Rerunning the same command resumes RUN/last.pt exactly; when RUN is gone the run
+# starts again from INIT. The release goes to RUN/release; measure it with
+#   bash recipes/demo/evaluate_real_voices.sh RUN/release eval/real_voices/NAME
+# and ship it only when it beats the shipped release over three seeds (checkpoints/tts_demo/README.md).
+# Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REAL=${1:?usage: real_voices.sh REAL_SPEECH_DIR [MINUTES] [RUN]}
+MINUTES=${2:-115}
+RUN=${3:-runs/real_ft}
+INIT=${INIT:-checkpoints/tts_demo}
+PY=${PYTHON:-.venv/bin/python}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+DATA=data/real_voices
+LAT=data/latents_real
+
+[[ -f $DATA/train.jsonl ]] || $PY -m tts.real_voices "$REAL" --out $DATA
+$PY -m tts.extract --manifest $DATA/train.jsonl --manifest $DATA/dev.jsonl --vae "$INIT/vae" --out $LAT \
+  --threads "${THREADS:-2}"
+[[ -f $LAT/durations.json ]] || $PY -m tts.durations --latents $LAT --manifest $DATA/train.jsonl --aligner "$INIT/duration"
+$PY -m tts.train recipes/demo/tts_small.yaml data.manifest=$DATA/train.jsonl data.latents=$LAT \
+  data.heldout_speakers=$DATA/heldout.txt data.duration_model="$INIT/duration" init_from="$INIT" \
+  out_dir="$RUN" time_limit_minutes="$MINUTES" schedule_to_time_limit=true max_steps=100000 sample_every=0 \
+  progress=false optim.lr="${LR:-0.0001}" optim.warmup_steps="${WARMUP:-30}" threads="${THREADS:-2}" \
+  --export "$RUN/release"
