@@ -198,3 +198,63 @@ def run_tts_train(recipe: str | Path, *overrides: str, nproc: int = 1) -> subpro
     cmd = [*launch, "-m", "tts.train", str(recipe), *overrides]
     repo = Path(__file__).resolve().parents[1]
     return subprocess.run(cmd, cwd=repo, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+
+
+class ServerProcess:
+    """``python -m tts.server ARGS`` in a subprocess on a free port, for tests and benchmarks:
+
+        with ServerProcess(["--checkpoint", release, "--voices", voices_dir]) as srv:
+            httpx.get(srv.url + "/health")
+
+    Waits (up to ``timeout`` s) until ``/health`` answers; stops the server on exit; ``srv.log()`` is its output."""
+
+    def __init__(
+        self, args: list[str], port: int | None = None, timeout: float = 120.0, env: dict | None = None
+    ):
+        self.args, self.port, self.timeout, self.env = list(args), port or free_port(), timeout, env
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> ServerProcess:
+        import tempfile
+        import time
+        import urllib.request
+
+        repo = Path(__file__).resolve().parents[1]
+        self._log = tempfile.TemporaryFile()
+        cmd = [sys.executable, "-m", "tts.server", "--port", str(self.port), *self.args]
+        env = {**subprocess_env(), **(self.env or {})}
+        self.proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"the server did not answer within {self.timeout} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
