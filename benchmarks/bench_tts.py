@@ -43,6 +43,7 @@ PARAGRAPH = (
 def demo_size_untrained(patch: int = 1) -> TTS:
     from latentlm.config import load_config
     from latentlm.model import LatentLM
+    from tts.duration import DurationConfig, DurationPredictor, load_aligner, load_predictor
     from tts.frontend import Frontend
     from tts.testing import tiny_vae_config
     from tts.train import TrainConfig
@@ -57,7 +58,14 @@ def demo_size_untrained(patch: int = 1) -> TTS:
     lm = LatentLM(cfg.model).eval()
     with torch.no_grad():  # never stop: every run generates exactly the capped length
         lm.lm_head.weight[[lm.layout.lat, lm.layout.end[MODALITY]]] = 0.0
-    return TTS(cfg, lm, vae, Frontend(cfg.language))
+    # the recipe is predictor-timed: the shipped release's duration predictor (same front end), else an
+    # untrained one of the default size (the timing, not the figures, changes with its weights)
+    shipped = REPO / "checkpoints/tts_demo/duration"
+    if (shipped / "model.safetensors").is_file():
+        duration, aligner = load_predictor(shipped), load_aligner(shipped)
+    else:
+        duration, aligner = DurationPredictor(DurationConfig(vocab_size=cfg.model.vocab_size)).eval(), None
+    return TTS(cfg, lm, vae, Frontend(cfg.language), duration, aligner)
 
 
 class Timer:
