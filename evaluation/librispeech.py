@@ -219,6 +219,11 @@ def read_jobs(path: str | Path) -> list[dict]:
             job = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{n}: not JSON ({e})") from None
+        if not isinstance(job, dict):
+            raise ValueError(
+                f'{path}:{n}: a job must be a JSON object ({{"id": ..., "text": ..., "out": ...}}), '
+                f"got a {type(job).__name__}"
+            )
         missing = [k for k in ("id", "text", "out") if k not in job]
         if missing:
             raise ValueError(f"{path}:{n}: job lacks {missing}")

@@ -8,6 +8,9 @@
     python -m evaluation.run report eval/cross/gt eval/cross/model --out eval/cross/report
 
 ``end2end`` chains the three with ``--synthesize-cmd`` (a shell command with {jobs} and {audio_dir} fields).
+``score`` exits 1 (and says how many) when any row failed: the summary would cover only the rows that worked.
+``--sim ecapa:DIR`` loads a speechbrain model folder with speechbrain's own loader, which runs what its
+hyperparams.yaml names (``!new:``/``!name:`` tags build Python objects): only pass a folder you trust as code.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
         "--asr", default="whisper-base", help="whisper-base | whisper:<ct2 dir> | hubert:<path> | none"
     )
     p.add_argument(
-        "--sim", default="resemblyzer", help="resemblyzer | ecapa:<dir> | wavlm-tdnn:<path> | none"
+        "--sim",
+        default="resemblyzer",
+        help="resemblyzer | ecapa:<dir> (runs the folder's hyperparams.yaml: trusted folders only) | "
+        "wavlm-tdnn:<path> | none",
     )
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--device", default="cpu")
@@ -124,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
             args, _backends(args), Path(args.jobs), args.audio_dir, args.out, system, args.ground_truth
         )
         print(json.dumps({k: summary[k] for k in ("system", "n_scored", "n_errors", "wer", "sim")}, indent=2))
+        if summary["n_errors"]:  # a score over the rows that worked is not the system's score
+            total = summary["n_errors"] + summary["n_scored"]
+            print(
+                f"error: {summary['n_errors']} of {total} rows failed (their errors are in "
+                f"{Path(args.out) / 'utterances.jsonl'}); fix them and rerun (scored rows are kept)",
+                file=sys.stderr,
+            )
+            return 1
     elif args.cmd == "report":
         from evaluation.report import write_report
 

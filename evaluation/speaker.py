@@ -104,7 +104,11 @@ class EcapaConfig:
 
 
 class EcapaSIM:
-    """ECAPA-TDNN speaker embeddings (speechbrain, VoxCeleb) from a local folder."""
+    """ECAPA-TDNN speaker embeddings (speechbrain, VoxCeleb) from a local folder.
+
+    The folder is trusted code: speechbrain's ``from_hparams`` builds whatever its hyperparams.yaml names
+    (``!new:`` / ``!name:`` tags import and call Python objects), so only load a folder you would run as a
+    script (e.g. your own copy of speechbrain/spkrec-ecapa-voxceleb)."""
 
     name = "ecapa"
 

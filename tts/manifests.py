@@ -99,7 +99,10 @@ def read_jsonl(path: str | Path, resolve: bool = True) -> list[Utterance]:
             if not line.strip():
                 continue
             try:
-                u = Utterance.from_json(json.loads(line))
+                d = json.loads(line)
+                if not isinstance(d, dict):
+                    raise TypeError(f"a row must be a JSON object, got a {type(d).__name__}")
+                u = Utterance.from_json(d)
             except (json.JSONDecodeError, TypeError) as e:
                 raise ValueError(f"{path}:{i}: bad manifest row: {e}") from None
             if resolve and not os.path.isabs(u.audio):

@@ -362,12 +362,13 @@ class TTS:
         if need <= left:
             cap = min(cap, left)  # generation past ``left`` items would fail: it never reached there before
             return [(sentence, prompt_ph + [SPACE_ID] + ph, ph, cap, self.frame_floor(len(ph), cap), durs)]
-        halves = split_in_two(sentence)
+        # a single written word can be many spoken ones (a 400-digit number): split what is said
+        halves = split_in_two(sentence) or split_in_two(self.frontend.normalize(sentence))
         if halves is None:
             raise TTSInputError(
                 f"the word {sentence!r} does not fit beside this prompt in the model's "
                 f"{self.cfg.model.trunk.max_seq_len} positions (it needs {need} frames, {max(left, 0)} are left); "
-                "use a shorter prompt or a slower-to-overflow speed (closer to 1)"
+                "use a shorter prompt, or a speed closer to 1"
             )
         return [
             r for h in halves for r in self._sentence_rows(h, prompt_ph, n_prompt, rate, max_seconds, speed)

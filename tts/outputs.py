@@ -62,10 +62,10 @@ def plan_outputs(jobs: list[dict], out_dir: Path) -> dict[str, Path]:
         full = (root / rel).resolve()
         if root not in full.parents:
             problems.append(f"{where}: leaves --out-dir {out_dir}; outputs must stay inside it (no '..')")
-        elif full.suffix.lower() != ".wav":
-            problems.append(f"{where}: outputs are WAV files; end the name in .wav")
         elif full.parent == root and full.name in BATCH_FILES:
             problems.append(f"{where}: {full.name} is the batch's own file; choose another name")
+        elif full.suffix.lower() != ".wav":
+            problems.append(f"{where}: outputs are WAV files; end the name in .wav")
         elif full in owner:
             problems.append(f"{where}: the same file as job {owner[full]!r}; every job needs its own out")
         elif full.is_dir():
