@@ -12,6 +12,10 @@ Handling of odd input (documented behaviour, tested):
 - Input characters that survive unicode folding (NFKC, accents stripped, curly quotes/dashes -> ASCII) but are
   not letters, digits, whitespace or known punctuation (emoji, CJK, ...) are DROPPED with a warning.
 - Phoneme symbols that espeak-ng emits but the vocabulary lacks map to ``<unk>`` (id 0) with a warning.
+- Numbers, money, times and dates are read as people say them (tts/numbers.py: "3pm" -> "three PM",
+  "12/05/2024" -> "December fifth, twenty twenty four", "¥100" -> "one hundred yen"; a number too long to be an
+  amount is read digit by digit). HTML / SSML tags are never read: ``<break>`` and paragraph tags become pauses,
+  every other tag is removed (tts/markup.py).
 
 The espeak-ng library is the PyPI ``espeakng-loader`` build. Its paths are put into ``os.environ`` as
 PHONEMIZER_ESPEAK_LIBRARY / PHONEMIZER_ESPEAK_DATA_PATH at import, so worker processes inherit them.
@@ -27,7 +31,8 @@ import unicodedata
 import warnings
 from dataclasses import dataclass, field
 
-from num2words import num2words
+from tts.markup import strip_markup
+from tts.numbers import clock_times, expand_numbers
 
 
 def _configure_espeak_env() -> None:
@@ -48,6 +53,8 @@ PUNCTUATION = ",.!?;:"  # kept by phonemizer (preserve_punctuation=True); everyt
 VOCAB_VERSION = "en-ipa-v1"
 # Bumped whenever normalize_text changes what a text phonemizes to, so caches of phoneme ids (tts.train's
 # LATENTS/phonemes.json) made by an older front end are caught. 2: capitalised text is read as words, not letters.
+# (Not bumped for markup, am/pm, dates, ¥/₹/₩/¢ and over-long numbers: plain text reads exactly as before; only
+# inputs that were read wrongly or crashed changed.)
 TEXT_NORM_VERSION = 2
 # espeak-ng (through phonemizer) is one process-wide C state: two threads phonemizing at once get each other's
 # phonemes (measured: 54 of 540 calls wrong with 3 threads). Every use goes through this lock.
@@ -175,71 +182,7 @@ _ABBREVIATIONS = {
     "ave": "Avenue",
 }
 _SYMBOL_WORDS = {"&": " and ", "+": " plus ", "=": " equals ", "@": " at ", "%": " percent ", "#": " number "}
-_CURRENCIES = {
-    "$": ("dollar", "dollars", "cent", "cents"),
-    "£": ("pound", "pounds", "penny", "pence"),
-    "€": ("euro", "euros", "cent", "cents"),
-}
 _ALLOWED = re.compile(r"[^A-Za-z0-9\s" + re.escape(PUNCTUATION) + r"'\"()\-]")
-
-
-def _words(n: int | float, **kw) -> str:
-    """num2words without its commas and hyphens (commas would become pauses in the phonemes)."""
-    return num2words(n, lang="en", **kw).replace(",", "").replace("-", " ")
-
-
-def _money(m: re.Match) -> str:
-    sym, whole, frac, scale = (
-        m.group("cur"),
-        m.group("whole").replace(",", ""),
-        m.group("frac"),
-        m.group("scale"),
-    )
-    one, many, sub_one, sub_many = _CURRENCIES[sym]
-    if scale:  # "$3.5 million" -> "three point five million dollars"
-        num = _words(float(f"{whole}.{frac}")) if frac else _words(int(whole))
-        return f"{num} {scale} {many}"
-    n = int(whole)
-    out = f"{_words(n)} {one if n == 1 else many}"
-    if frac:
-        c = int((frac + "0")[:2])
-        if c:
-            out = (
-                f"{out} and {_words(c)} {sub_one if c == 1 else sub_many}" if n else f"{_words(c)} {sub_many}"
-            )
-    return out
-
-
-def _number(s: str) -> str:
-    neg = s.startswith("-")
-    s = s.lstrip("-")
-    if "." in s:
-        whole, frac = s.replace(",", "").split(".")
-        txt = f"{_words(int(whole or 0))} point {' '.join(_words(int(d)) for d in frac)}"
-    elif "," not in s and len(s) == 4 and 1100 <= int(s) <= 2099 and not (int(s) % 1000 == 0):
-        txt = _words(int(s), to="year")  # bare four-digit numbers read as years: 1999 -> nineteen ninety-nine
-    else:
-        txt = _words(int(s.replace(",", "")))
-    return f"minus {txt}" if neg else txt
-
-
-def _time(m: re.Match) -> str:
-    h, mi = int(m.group(1)), int(m.group(2))
-    if mi == 0:
-        return f"{_words(h)} o'clock"
-    return f"{_words(h)} {'oh ' if mi < 10 else ''}{_words(mi)}"
-
-
-_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)"  # 1,234,567 or 1234567 (never swallows a trailing comma)
-_RE_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
-_RE_MONEY = re.compile(
-    r"(?P<cur>[$£€])\s?(?P<whole>"
-    + _NUM
-    + r")(?:\.(?P<frac>\d+))?(?:\s(?P<scale>thousand|million|billion|trillion)\b)?"
-)
-_RE_PERCENT = re.compile(r"(-?" + _NUM + r"(?:\.\d+)?)\s?%")
-_RE_ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
-_RE_NUMBER = re.compile(r"(?<![\w.])-?" + _NUM + r"(?:\.\d+)?|\d+")
 _RE_ABBR = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.", re.IGNORECASE)
 _RE_ST = re.compile(r"\bSt\.")  # St. Paul -> Saint Paul; Baker St. -> Baker Street
 _RE_NO = re.compile(r"\bNo\.\s?(?=\d)")
@@ -257,21 +200,18 @@ def normalize_text(text: str) -> str:
     """English read-speech normalisation. Returns ASCII text with words, spaces and PUNCTUATION only."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    text = _fold_unicode(text)
+    text = _fold_unicode(strip_markup(text))  # tts/markup.py: tags are never read aloud
     # a shouted sentence or a LibriSpeech transcript is words, not a run of acronyms ("IT" = "it")
     if _is_all_caps(text):
         text = re.sub(r"\bi\b", "I", text.lower())  # the pronoun keeps its capital (else the letter "i")
+    text = clock_times(text)  # "3 p.m." before "p.m." is read as an acronym
     text = re.sub(r"\be\.g\.", "for example", text, flags=re.IGNORECASE)
     text = re.sub(r"\bi\.e\.", "that is", text, flags=re.IGNORECASE)
     text = _RE_ACRONYM_DOTS.sub(lambda m: " ".join(m.group(0).replace(".", "").upper()), text)
     text = _RE_ST.sub(lambda m: "Saint" if _is_saint(m.string, m) else _street(m.string, m), text)
     text = _RE_NO.sub("number ", text)
     text = _RE_ABBR.sub(lambda m: _ABBREVIATIONS[m.group(1).lower()], text)
-    text = _RE_TIME.sub(_time, text)
-    text = _RE_MONEY.sub(_money, text)
-    text = _RE_PERCENT.sub(lambda m: f"{_number(m.group(1))} percent", text)
-    text = _RE_ORDINAL.sub(lambda m: _words(int(m.group(1)), to="ordinal"), text)
-    text = _RE_NUMBER.sub(lambda m: _number(m.group(0)), text)
+    text = expand_numbers(text)  # tts/numbers.py: dates, times, money, percentages, ordinals, numbers
     for sym, word in _SYMBOL_WORDS.items():
         text = text.replace(sym, word)
     dropped = sorted(set(_ALLOWED.findall(text)))
@@ -324,7 +264,7 @@ def split_sentences(text: str, max_chars: int = 250) -> list[str]:
     and then at word boundaries. Never returns empty pieces."""
     if max_chars < 20:
         raise ValueError(f"max_chars must be >= 20, got {max_chars}")
-    text = re.sub(r"\s+", " ", _fold_unicode(text)).strip()
+    text = re.sub(r"\s+", " ", _fold_unicode(strip_markup(text))).strip()
     pieces, start = [], 0
     for m in _RE_SENT_END.finditer(text):
         if _NO_SPLIT_BEFORE.search(text[start : m.start()]):
