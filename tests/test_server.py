@@ -131,6 +131,9 @@ def test_voice_store_checks_saves_and_reloads(tmp_path):
     with pytest.raises(VoiceInputError) as e:
         again.add("nothing", str(CLIP), "!!!")
     assert e.value.param == "transcript"
+    with pytest.raises(VoiceInputError, match="positions"):  # prompt + transcript leave no room to speak
+        again.add("wordy", str(CLIP), "word " * 3000)
+    assert [v.name for v in again.list()] == ["lj"]
     again.delete("lj")
     assert again.list() == [] and not (tmp_path / "voices" / "lj.safetensors").exists()
     with pytest.raises(VoiceNotFound):
@@ -155,6 +158,9 @@ def test_job_pool_refuses_beyond_its_queue_and_cancel_frees_the_worker():
         assert pool.stats() == {"workers": 1, "max_queue": 1, "busy": 1, "queued": 1}
         with pytest.raises(QueueFull):
             pool.submit(lambda: iter([]))
+        b.cancel()  # b leaves while it waits: its place is free at once
+        assert pool.stats()["queued"] == 0
+        b = pool.submit(lambda: iter([1, 2]))
         a.cancel()  # the worker stops after the item it is on and takes b
         assert [x async for x in b] == [1, 2]
         assert pool.stats()["busy"] == 0 and pool.stats()["queued"] == 0
@@ -376,6 +382,9 @@ def test_full_queue_is_429_and_a_client_that_leaves_frees_its_worker(tiny_releas
             assert a.status_code == 200
             a_bytes = a.iter_raw()  # (kept: a dropped iterator closes the response)
             next(a_bytes)  # a runs
+            with pytest.raises(httpx.ReadTimeout):  # d waits in the queue, then gives up ...
+                http.post("/v1/audio/speech", json=body, timeout=1.5)
+            wait_for(lambda: health()["queued"] == 0, what="d's place freed")  # ... and its place is free
             b_started, b_stop, b_status = threading.Event(), threading.Event(), []
 
             def queued_b():

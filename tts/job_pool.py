@@ -6,8 +6,8 @@ more jobs wait; beyond that ``submit`` refuses at once (``QueueFull``: the serve
     first = await job.next()                         # its items arrive as they are made; errors are re-raised here
     job.cancel()                                     # e.g. the client left: the worker stops after the item it is on
 
-A job holds its slot from ``submit`` until its worker has finished (or skipped) it, so ``busy + queued`` never
-exceeds ``workers + max_queue``. Items are handed to the event loop as they come (unbounded: audio is small), so a
+A job holds its place from ``submit`` until its worker has finished it, or until it is cancelled while it still
+waits (then it is skipped), so ``busy + queued`` never exceeds ``workers + max_queue``. Items are handed to the event loop as they come (unbounded: audio is small), so a
 slow reader does not hold a worker.
 """
 
@@ -29,10 +29,12 @@ class QueueFull(RuntimeError):
 class Job:
     """The items of one job, fed from its worker thread to the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_cancel: Callable[[Job], None] | None = None):
         self._loop = loop
         self._items: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
+        self._on_cancel = on_cancel
+        self.state = "queued"  # -> "running" -> "done", or "queued" -> "dropped" (cancelled before it ran)
 
     def _put(self, item: Any) -> None:  # worker thread
         try:
@@ -42,6 +44,8 @@ class Job:
 
     def cancel(self) -> None:
         self.cancelled.set()
+        if self._on_cancel is not None:
+            self._on_cancel(self)
 
     async def next(self) -> Any:
         """The next item; StopAsyncIteration at the end; the job's exception if it raised."""
@@ -87,7 +91,7 @@ class JobPool:
                     f"the server is busy: {self.workers} request(s) running and {self.max_queue} waiting; retry later"
                 )
             self._admitted += 1
-        job = Job(asyncio.get_running_loop())
+        job = Job(asyncio.get_running_loop(), on_cancel=self._drop)
         try:
             self._executor.submit(self._run, produce, job)
         except RuntimeError:  # shut down
@@ -96,6 +100,13 @@ class JobPool:
             raise
         return job
 
+    def _drop(self, job: Job) -> None:
+        """A job cancelled while it waits gives its queue place back at once (its worker will skip it)."""
+        with self._lock:
+            if job.state == "queued":
+                job.state = "dropped"
+                self._admitted -= 1
+
     async def call(self, fn: Callable[[], Any]) -> Any:
         """``fn()`` in a worker (same queue and limits); its result or its exception."""
         return await self.submit(lambda: [fn()]).next()
@@ -103,9 +114,12 @@ class JobPool:
     def _run(self, produce: Callable[[], Iterable[Any]], job: Job) -> None:
         final: Any = _END
         with self._lock:
+            if job.state == "dropped":  # the client left while the job waited: its place is already free
+                return
+            job.state = "running"
             self._running += 1
         try:
-            if not job.cancelled.is_set():  # else the client left while the job waited
+            if not job.cancelled.is_set():
                 items = iter(produce())
                 try:
                     for item in items:
@@ -120,6 +134,7 @@ class JobPool:
             final = e
         finally:
             with self._lock:  # the slot is free before the end is seen
+                job.state = "done"
                 self._running -= 1
                 self._admitted -= 1
             job._put(final)

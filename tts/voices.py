@@ -6,11 +6,13 @@
     store.delete("alice")
 
 One voice is one file, ``DIR/NAME.safetensors``: the prompt as ``TTS.load_prompt`` returned it (float32 [L] at
-the model's rate, already checked: readable, 1-30 s, not silent) under the key ``audio``, and the voice's metadata
-(transcript, where it came from, sample rate, creation time) in the safetensors header. Written to a temporary
-file and renamed, so a crash never leaves half a voice; no pickles. Registration does the slow work once (reading,
-resampling, checking, Whisper); a request reads the prompt from memory, and the model re-checks it (cheap) and
-encodes it with the VAE (about 20 ms for a 3.5 s clip on one CPU thread).
+the model's rate, checked: readable, 1-30 s, not silent) under the key ``audio``, and the voice's metadata
+(transcript, where it came from, sample rate, creation time) in the safetensors header. Before it is saved, the
+prompt and its transcript go once through the API up to the first audio frame, so every check a request would
+meet (the transcript phonemizes, prompt + transcript leave the model room to speak) has passed. Written to a
+temporary file and renamed, so a crash never leaves half a voice; no pickles. Registration does the slow work
+once (reading, resampling, checking, Whisper); a request reads the prompt from memory, and the model re-checks
+it (cheap) and encodes it with the VAE (about 20 ms for a 3.5 s clip on one CPU thread).
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from tts.options import SynthesisOptions
+
 FORMAT = "latentlm-voice/1"
 SUFFIX = ".safetensors"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 NAME_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
+TRIAL_TEXT = "Hello."  # what a new voice says, up to its first frame, to run the API's checks once
 
 
 class VoiceNotFound(LookupError):
@@ -151,10 +156,7 @@ class VoiceStore:
                     "could not transcribe the clip (no speech found); send its transcript", "transcript"
                 )
         transcript = " ".join(transcript.split())
-        try:
-            self.tts.frontend.encode(transcript)  # the model must be able to read it
-        except ValueError as e:
-            raise VoiceInputError(f"transcript: {e}", "transcript") from e
+        self._trial(wav, transcript)
         voice = Voice(
             name,
             transcript,
@@ -178,6 +180,21 @@ class VoiceStore:
             self._voices[name] = voice
             self._audio[name] = wav.numpy()
         return voice
+
+    def _trial(self, wav: torch.Tensor, transcript: str) -> None:
+        """The API itself, up to its first audio frame, with this prompt and transcript: every check a request
+        would meet (the transcript phonemizes; prompt + transcript leave the model room to speak) runs once here,
+        so a saved voice cannot fail them later."""
+        chunks = self.tts.stream(
+            TRIAL_TEXT, (self.tts.sample_rate, wav), prompt_text=transcript, options=SynthesisOptions(steps=1)
+        )
+        try:
+            next(chunks)
+        except ValueError as e:  # TTSInputError
+            param = "transcript" if "prompt_text" in str(e) else "audio"
+            raise VoiceInputError(str(e).replace("prompt_text", "transcript"), param) from e
+        finally:
+            chunks.close()
 
     def delete(self, name: str) -> Voice:
         with self._lock:
