@@ -179,20 +179,13 @@ def rope_cos_sin(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor
     return emb.cos(), emb.sin()
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """x [B, h, N, Dh] rotated by position; computed in float32, returned in x's dtype."""
-    xf = x.float()
-    x1, x2 = xf.chunk(2, dim=-1)
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return (xf * cos + rotated * sin).type_as(x)
-
-
 class RopeTable:
     """cos and sign-folded sin of every position in [0, max_seq_len), per device, built on first use.
 
     ``lookup(positions [B, N])`` -> cos, sin_signed [B, N, 1, Dh] float32 (heads broadcast after N) with
     sin_signed = cat(-sin_half, sin_half), so x * cos + rotate_half(x) * sin == x * cos + swap_halves(x) *
-    sin_signed: the same products as ``rope_cos_sin`` + ``apply_rope`` (negation is exact), gathered instead of
+    sin_signed: the same products as the rotate-half formula with ``rope_cos_sin`` (negation is exact; tested against
+    it in tests/test_transformer.py), gathered instead of
     recomputed every call."""
 
     def __init__(self, head_dim: int, theta: float, max_len: int):

@@ -342,3 +342,28 @@ def test_kept_attention_probs_are_the_ones_sdpa_uses():
             else F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         )
         assert torch.allclose(probs @ vv, ref[:, :3], atol=1e-5)
+
+
+def _rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The textbook rotate-half RoPE: x [B, h, N, Dh], cos/sin [B, 1, N, Dh] from rope_cos_sin."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return x.float() * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+def test_rope_table_matches_the_rotate_half_reference():
+    """The cached table (sign-folded sin, halves swapped) rotates exactly as rotate-half RoPE, for integer and
+    fractional positions, and keeps each pair's norm."""
+    from latentlm.transformer import RopeTable, apply_rope_swapped, rope_cos_sin
+
+    g = torch.Generator().manual_seed(0)
+    B, h, N, Dh = 2, 3, 17, 16
+    x = torch.randn(B, h, N, Dh, generator=g)
+    table = RopeTable(Dh, 10000.0, 64)
+    for pos in (torch.randint(0, 64, (B, N), generator=g), torch.rand(B, N, generator=g) * 50):
+        ref = _rope_reference(x, *rope_cos_sin(pos, Dh, 10000.0))
+        cos, sin_signed = table.lookup(pos)  # [B, N, 1, Dh]
+        got = apply_rope_swapped(x.transpose(1, 2), cos, sin_signed).transpose(1, 2)
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+        pairs = lambda t: t[..., : Dh // 2] ** 2 + t[..., Dh // 2 :] ** 2  # noqa: E731
+        torch.testing.assert_close(pairs(got), pairs(x), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, x)  # it does rotate
