@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measure a TTS release on unseen voices: held-out speakers of the offline corpus and the real dev recordings.
-#   bash recipes/demo/evaluate.sh [RELEASE=checkpoints/tts_demo] [OUT=eval/demo] [N_PER_SET=24]
+#   REAL_SPEECH=DIR bash recipes/demo/evaluate.sh [RELEASE=checkpoints/tts_demo] [OUT=eval/demo] [N_PER_SET=24]
 # Needs the corpus in data/corpus (recipes/demo/make_corpus.py). Writes per-set job lists, synthesized wavs,
 # per-utterance JSONL + summary.json for the system, the ground-truth rows and the VAE-resynthesis rows
 # (ground truth through the release's own VAE: the tokenizer + vocoder ceiling), and report.md.
@@ -11,8 +11,8 @@ OUT=${2:-eval/demo}
 N=${3:-24}
 PY=${PYTHON:-.venv/bin/python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-SHARED=${LATENTLM_SHARED:-../shared}
-$PY recipes/demo/make_eval_jobs.py --corpus data/corpus --real-dev "$SHARED/data/real_speech/dev" --out "$OUT" --per-set "$N"
+: "${REAL_SPEECH:?set REAL_SPEECH to the real speech folder (its dev/ holds the real dev recordings)}"
+$PY recipes/demo/make_eval_jobs.py --corpus data/corpus --real-dev "$REAL_SPEECH/dev" --out "$OUT" --per-set "$N"
 results=()
 for set in corpus_test real_dev; do
   $PY -m tts.batch "$OUT/$set.jsonl" --checkpoint "$REL" --out-dir "$OUT/$set/audio" --batch-size 4 --no-progress

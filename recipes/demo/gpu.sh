@@ -51,7 +51,7 @@ if [[ "$DEV" == cuda ]]; then
 fi
 
 T0=$(date +%s)
-REAL="${REAL_SPEECH:-$REPO/../shared/data/real_speech}"
+REAL="${REAL_SPEECH:-}"  # the real speech folder; its LibriSpeech clips join the corpus when set
 REAL_ARG=(); [[ -d "$REAL" ]] && REAL_ARG=(--real-speech "$REAL")
 echo "== 1/4 corpus"
 "$PY" recipes/demo/make_corpus.py "$WORK/corpus" --hours "${CORPUS_HOURS:-2}" --speakers "${SPEAKERS:-120}" \

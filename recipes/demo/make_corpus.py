@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--real-speech",
         default=None,
-        help="folder of the team's real clips, e.g. ../shared/data/real_speech (its LibriSpeech part joins train)",
+        help="folder of the team's real clips, e.g. REAL_SPEECH_DIR (its LibriSpeech part joins train)",
     )
     p.add_argument("--whisper-model", default=None, help="faster-whisper model folder for clips without text")
     a = p.parse_args(argv)

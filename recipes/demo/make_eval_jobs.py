@@ -1,6 +1,6 @@
 """Job lists for measuring a TTS release on voices it never heard (cross-sentence prompts, as in VALL-E).
 
-    python recipes/demo/make_eval_jobs.py --corpus data/corpus --real-dev ../shared/data/real_speech/dev \\
+    python recipes/demo/make_eval_jobs.py --corpus data/corpus --real-dev REAL_SPEECH_DIR/dev \\
         --out eval/demo --per-set 24
 
 Writes two job lists in evaluation/'s format ({"id", "text", "prompt_audio", "prompt_text", "out",
