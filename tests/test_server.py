@@ -343,18 +343,24 @@ def test_wrong_key_is_401(server):
 
 
 def test_eight_concurrent_requests_all_succeed(server):
+    """8 at once on 2 workers: all answered, each with the audio it gets alone (nothing shared leaks between
+    jobs: espeak-ng's state did before it had a lock)."""
+    texts = ["Hi there.", "Good morning, friend."]
+    body = lambda i: speech_body(input=texts[i % 2], seed=i % 2, response_format="pcm")  # noqa: E731
+    alone = [server.http.post("/v1/audio/speech", json=body(i)).content for i in range(2)]
     results: list = [None] * 8
 
     def call(i: int) -> None:
-        r = server.http.post("/v1/audio/speech", json=speech_body(seed=i))
-        results[i] = (r.status_code, len(read_audio(r.content)[0]) if r.status_code == 200 else r.text)
+        r = server.http.post("/v1/audio/speech", json=body(i))
+        results[i] = (r.status_code, r.content)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert all(r is not None and r[0] == 200 and r[1] > SR for r in results), results
+    assert [r and r[0] for r in results] == [200] * 8, results
+    assert all(len(alone[i % 2]) > 2 * SR and r[1] == alone[i % 2] for i, r in enumerate(results))
 
 
 def test_binds_127_0_0_1_by_default(server):

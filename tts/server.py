@@ -51,6 +51,7 @@ log = logging.getLogger("latentlm.server")
 API_KEY_ENV = "LATENTLM_API_KEY"
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # accepted as names of the loaded model
 OPTION_KEYS = ("speed", "seed", "steps", "cfg")  # request fields that go to SynthesisOptions
+SHUTDOWN_GRACE_S = 5  # seconds open streams get to finish when the server is stopped
 
 
 @dataclass
@@ -386,7 +387,15 @@ def main(argv: list[str] | None = None) -> int:
         a.voices,
         "required" if cfg.api_key else "not required",
     )
-    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level.lower())
+    # on SIGTERM / Ctrl-C, streams still open after this long are cut (their workers stop), so a restart never
+    # waits for a long text to be read to the end
+    uvicorn.run(
+        app,
+        host=a.host,
+        port=a.port,
+        log_level=a.log_level.lower(),
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
     return 0
 
 
