@@ -8,7 +8,7 @@
     python -m evaluation.run report eval/cross/gt eval/cross/model --out eval/cross/report
 
 ``end2end`` chains the three with ``--synthesize-cmd`` (a shell command with {jobs} and {audio_dir} fields).
-``score`` exits 1 (and says how many) when any row failed: the summary would cover only the rows that worked.
+``score`` and ``end2end`` exit 1 (and say how many) when any row failed: the summary would cover only the rows that worked.
 ``--sim ecapa:DIR`` loads a speechbrain model folder with speechbrain's own loader, which runs what its
 hyperparams.yaml names (``!new:``/``!name:`` tags build Python objects): only pass a folder you trust as code.
 """
@@ -130,14 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             args, _backends(args), Path(args.jobs), args.audio_dir, args.out, system, args.ground_truth
         )
         print(json.dumps({k: summary[k] for k in ("system", "n_scored", "n_errors", "wer", "sim")}, indent=2))
-        if summary["n_errors"]:  # a score over the rows that worked is not the system's score
-            total = summary["n_errors"] + summary["n_scored"]
-            print(
-                f"error: {summary['n_errors']} of {total} rows failed (their errors are in "
-                f"{Path(args.out) / 'utterances.jsonl'}); fix them and rerun (scored rows are kept)",
-                file=sys.stderr,
-            )
-            return 1
+        return _failed_rows(summary, Path(args.out))
     elif args.cmd == "report":
         from evaluation.report import write_report
 
@@ -152,10 +145,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running: {cmd}")
         subprocess.run(cmd, shell=True, check=True)
         backends = _backends(args)  # loaded once for both passes
-        _score(args, backends, jobs, str(audio_dir), str(out / "model"), "model", False)
-        _score(args, backends, jobs, None, str(out / "ground_truth"), "ground truth", True)
+        model = _score(args, backends, jobs, str(audio_dir), str(out / "model"), "model", False)
+        truth = _score(args, backends, jobs, None, str(out / "ground_truth"), "ground truth", True)
         print(f"wrote {write_report([out / 'ground_truth', out / 'model'], out / 'report')}")
+        return max(_failed_rows(model, out / "model"), _failed_rows(truth, out / "ground_truth"))
     return 0
+
+
+def _failed_rows(summary: dict, out: Path) -> int:
+    """1 (with a message saying how many) when any row failed: a score over the rows that worked is not the
+    system's score; else 0."""
+    if not summary["n_errors"]:
+        return 0
+    total = summary["n_errors"] + summary["n_scored"]
+    print(
+        f"error: {summary['n_errors']} of {total} rows failed (their errors are in {out / 'utterances.jsonl'}); "
+        "fix them and rerun (scored rows are kept)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":
