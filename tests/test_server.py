@@ -328,6 +328,9 @@ def test_bad_uploads_get_4xx_json(server):
     for data, files, status, param in cases:
         err = assert_error(post("/v1/voices", data=data, files=files), status, param)
         assert "/tmp" not in err["message"]  # names the upload, not the server's temporary copy
+    # no Content-Length (chunked): counted while it is read
+    chunked = (b"\0" * 65536 for _ in range(24))
+    assert_error(post("/v1/audio/speech", content=chunked, headers={"Content-Type": "application/json"}), 413)
     assert [v["name"] for v in server.http.get("/v1/voices").json()["data"]] == ["lj"]
 
 

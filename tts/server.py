@@ -129,20 +129,33 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await error_response(too_big)(scope, receive, send)
-        seen = 0
+        seen, exceeded, started = 0, False, False
 
-        async def counted():
-            nonlocal seen
+        async def counted():  # the body as the app reads it; past the limit, the client "left"
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise too_big
+                exceeded = True
+                return {"type": "http.disconnect"}
             return message
 
+        async def guarded(message):  # once past the limit, the app's own answer is replaced by the 413
+            nonlocal started
+            if exceeded:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except APIError as e:  # raised while the body was read, before any answer
-            await error_response(e)(scope, receive, send)
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await error_response(too_big)(scope, receive, send)
 
 
 class _ClientGone(Exception):
