@@ -56,6 +56,11 @@ class DiffusionConfig:
     schedule: Literal["cosine", "linear"] = "cosine"  # cosine = Nichol & Dhariwal (s=0.008), betas <= 0.999
     prediction: Literal["eps", "v"] = "v"
     batch_mul: int = 4  # noise draws per condition in training (MAR/LatentLM)
+    # training timesteps: "uniform" over [0, T), or "logit_normal": t = floor(T * sigmoid(n)), n ~ N(mean, std)
+    # (SD3 / Pocket TTS: more draws at mid noise, fewer at the nearly clean and nearly pure-noise ends)
+    t_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    t_logit_mean: float = 0.0
+    t_logit_std: float = 1.0
 
     def __post_init__(self) -> None:
         if self.num_train_steps < 2:
@@ -66,6 +71,25 @@ class DiffusionConfig:
             raise ValueError(f"prediction must be 'eps' or 'v', got {self.prediction!r}")
         if self.batch_mul < 1:
             raise ValueError(f"batch_mul must be >= 1, got {self.batch_mul}")
+        if self.t_sampling not in ("uniform", "logit_normal"):
+            raise ValueError(f"t_sampling must be 'uniform' or 'logit_normal', got {self.t_sampling!r}")
+        if not (
+            math.isfinite(self.t_logit_mean) and math.isfinite(self.t_logit_std) and self.t_logit_std > 0
+        ):
+            raise ValueError(
+                f"t_logit_mean must be finite and t_logit_std > 0, got {self.t_logit_mean}, {self.t_logit_std}"
+            )
+
+
+def training_timesteps(
+    cfg: DiffusionConfig, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> Tensor:
+    """n training timesteps Long[n] in [0, num_train_steps), drawn as ``cfg.t_sampling`` says."""
+    T = cfg.num_train_steps
+    if cfg.t_sampling == "uniform":
+        return torch.randint(0, T, (n,), generator=generator, device=device)
+    z = torch.randn(n, generator=generator, device=device) * cfg.t_logit_std + cfg.t_logit_mean
+    return (torch.sigmoid(z) * T).long().clamp_(0, T - 1)
 
 
 def _cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:

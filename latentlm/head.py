@@ -42,6 +42,7 @@ from latentlm.diffusion import (
     dpm_solver_pp_2m_indexed,
     randn_rows,
     solver_timesteps,
+    training_timesteps,
 )
 from latentlm.linear import DecodeLinear, decode_weight
 from latentlm.transformer import RMSNorm, rms_normalize
@@ -191,7 +192,7 @@ class DiffusionHead(nn.Module):
         m, bm = target.shape[0], self.cfg.diffusion.batch_mul
         x0 = target.repeat(bm, 1)  # [bm*m, D], row r is position r % m
         c = cond.repeat(bm, 1)  # [bm*m, C]
-        t = torch.randint(0, self.schedule.num_steps, (bm * m,), generator=generator, device=target.device)
+        t = training_timesteps(self.cfg.diffusion, bm * m, generator, target.device)  # [bm*m]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.schedule.q_sample(x0, t, noise)
         out = self(x_t, t, c)

@@ -273,3 +273,23 @@ def test_gmm_dpm_solver_agrees_with_ddpm_in_distribution(gmm_reference, spacing,
     dpm = dpm_solver_pp_2m(gmm_denoiser(COSINE), x_T, COSINE, steps, spacing)
     check_gmm_samples(dpm, truth, prop_tol, ed_tol)
     assert energy_distance(dpm, ddpm) < ed_tol
+
+
+def test_training_timesteps_uniform_and_logit_normal():
+    """Uniform draws are torch.randint's (what the head always drew: old runs resume bit for bit); logit-normal
+    draws put ~73% of the mass in the middle half of [0, T) (P(|z| < logit 0.75) for std 1), uniform 50%."""
+    from latentlm.diffusion import DiffusionConfig, training_timesteps
+
+    n, T = 200_000, 1000
+    uni = training_timesteps(DiffusionConfig(), n, torch.Generator().manual_seed(3))
+    assert torch.equal(uni, torch.randint(0, T, (n,), generator=torch.Generator().manual_seed(3)))
+    ln = training_timesteps(DiffusionConfig(t_sampling="logit_normal"), n, torch.Generator().manual_seed(3))
+    assert ln.dtype == torch.long and int(ln.min()) >= 0 and int(ln.max()) <= T - 1
+    mid = lambda t: ((t >= T // 4) & (t < 3 * T // 4)).float().mean().item()  # noqa: E731
+    assert abs(mid(uni) - 0.5) < 0.01 and abs(mid(ln) - 0.728) < 0.01
+    shifted = training_timesteps(DiffusionConfig(t_sampling="logit_normal", t_logit_mean=1.0), n)
+    assert shifted.float().mean() > ln.float().mean() + 100  # a positive mean leans to the noisy end
+    with pytest.raises(ValueError, match="t_sampling"):
+        DiffusionConfig(t_sampling="beta")
+    with pytest.raises(ValueError, match="t_logit_std"):
+        DiffusionConfig(t_sampling="logit_normal", t_logit_std=0.0)

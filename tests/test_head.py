@@ -302,3 +302,25 @@ def test_classifier_free_guidance_strengthens_the_condition(trained):
     assert props[0, 3.0][0] > props[0, 1.0][0] + 0.15  # class 0 lands on its own mode L more often
     assert props[1, 3.0][1] < props[1, 1.0][1] - 0.15  # class 1 avoids the shared mode S
     assert props[0, 3.0][2:].sum() < 0.02 and props[1, 3.0][0] < 0.02  # and never crosses to the other class
+
+
+def test_logit_normal_timesteps_train_the_head():
+    """The head's loss runs with logit-normal timesteps, differs from the uniform draw, and gives gradients."""
+    from latentlm.diffusion import DiffusionConfig
+    from latentlm.head import DiffusionHead, HeadConfig
+
+    g = torch.Generator().manual_seed(0)
+    x, c = torch.randn(6, 4, generator=g), torch.randn(6, 8, generator=g)
+    losses = {}
+    for mode in ("uniform", "logit_normal"):
+        torch.manual_seed(0)
+        head = DiffusionHead(
+            HeadConfig(
+                latent_dim=4, cond_dim=8, width=16, depth=2, diffusion=DiffusionConfig(t_sampling=mode)
+            )
+        )
+        loss = head.loss(x, c, generator=torch.Generator().manual_seed(1))
+        loss.backward()
+        assert torch.isfinite(loss) and head.out.weight.grad is not None
+        losses[mode] = loss.item()
+    assert losses["uniform"] != losses["logit_normal"]
