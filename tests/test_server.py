@@ -192,6 +192,13 @@ def test_frontend_is_thread_safe():
     assert wrong == []
 
 
+def test_cli_refuses_a_missing_release_with_exit_2(tmp_path, capsys):
+    from tts.server import main
+
+    assert main(["--checkpoint", str(tmp_path / "nothing"), "--voices", str(tmp_path / "v")]) == 2
+    assert "cannot load TTS release" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------- a real server
 
 

@@ -400,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         a.voices,
         "required" if cfg.api_key else "not required",
     )
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
+        log.warning("listening on %s without an API key: anyone who can reach it can use it", a.host)
     # on SIGTERM / Ctrl-C, streams still open after this long are cut (their workers stop), so a restart never
     # waits for a long text to be read to the end
     uvicorn.run(
