@@ -256,6 +256,10 @@ def test_formats_over_http(server):
             audio, sr = read_audio(r.content)
             seconds = len(audio) / sr
         assert 1.0 < seconds < 10.0, (fmt, seconds)
+    body = speech_body()
+    del body["response_format"]  # OpenAI's default, mp3, where ffmpeg can make it
+    r = server.http.post("/v1/audio/speech", json=body)
+    assert r.headers["content-type"] == ("audio/mpeg" if shutil.which("ffmpeg") else "audio/wav")
 
 
 def test_voices_lifecycle_over_http(server):
