@@ -98,6 +98,8 @@ def test_batch_settings_are_checked_before_any_synthesis(release, tmp_path, caps
     assert rc == 2 and "cfg must be a finite number" in capsys.readouterr().err
     rc, _ = _batch(release, [_job("a")], tmp_path, "--seed", str(2**70))
     assert rc == 2 and "seed must be in" in capsys.readouterr().err
+    rc, _ = _batch(release, [_job("a")], tmp_path, "--batch-size", "0")
+    assert rc == 2 and "--batch-size and --threads must be >= 1" in capsys.readouterr().err
     monkeypatch.undo()
     # a job's own bad seed or speed fails that job alone; the others are synthesized
     rc, out = _batch(release, [_job("a"), _job("b", seed=2**70), _job("c", speed="fast")], tmp_path)

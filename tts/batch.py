@@ -105,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
     try:  # everything that can be checked is checked before the model is loaded
+        if args.batch_size < 1 or args.threads < 1:
+            raise ValueError(
+                f"--batch-size and --threads must be >= 1, got {args.batch_size}, {args.threads}"
+            )
+        torch.set_num_threads(args.threads)
         defaults = SynthesisOptions.from_mapping(vars(args))
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"--out-dir {out_dir} is a file; give a folder")
