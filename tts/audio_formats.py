@@ -6,7 +6,7 @@
 | format | media type | streamed | needs |
 |---|---|---|---|
 | ``wav`` | audio/wav | yes: 16-bit PCM after a header whose sizes say "unknown" (0xFFFFFFFF), as OpenAI's streamed WAV | - |
-| ``pcm`` | audio/pcm | yes: raw 16-bit signed little-endian mono at the model's rate (OpenAI's is 24 kHz: read ``X-Sample-Rate``) | - |
+| ``pcm`` | audio/pcm | yes: raw 16-bit signed little-endian mono at 24 kHz as OpenAI's (``StreamResampler``) | - |
 | ``flac`` | audio/flac | no: encoded by soundfile once the audio is complete | - |
 | ``mp3`` | audio/mpeg | yes, through an ``ffmpeg`` pipe | ffmpeg |
 | ``opus`` | audio/ogg | yes, Ogg Opus through an ``ffmpeg`` pipe | ffmpeg |
@@ -18,6 +18,7 @@ options) fails before any byte (the HTTP status) is sent.
 from __future__ import annotations
 
 import io
+import itertools
 import shutil
 import struct
 import subprocess
@@ -39,6 +40,7 @@ FFMPEG_ARGS = {  # output options per format that ffmpeg encodes
     "opus": ["-c:a", "libopus", "-b:a", "32k", "-page_duration", "20000", "-f", "ogg"],
 }
 UNKNOWN_SIZE = 0xFFFFFFFF  # RIFF / data chunk sizes of a streamed WAV
+PCM_RATE = 24000  # OpenAI's raw pcm is 24 kHz: programs play it at that rate, so it is resampled to it
 
 
 class FormatError(ValueError):
@@ -55,6 +57,11 @@ def check_format(fmt: str) -> str:
             "use wav, flac or pcm (or install ffmpeg)"
         )
     return fmt
+
+
+def output_rate(fmt: str, sample_rate: int) -> int:
+    """The sample rate of ``fmt``'s audio for a model at ``sample_rate``."""
+    return PCM_RATE if fmt == "pcm" else sample_rate
 
 
 def to_pcm16(audio: np.ndarray) -> bytes:
@@ -123,6 +130,68 @@ class _FFmpegPipe:
                 pass
 
 
+class StreamResampler:
+    """Polyphase resampling of a stream, chunk by chunk, equal (to float rounding) to ``scipy.signal.resample_poly``
+    of the whole signal with its default Kaiser FIR: rate_in -> rate_out = rate_in * up / down.
+
+    y[m] = sum_i h[down * m + half - up * i] x[i]   (h: 2 * half + 1 taps, half = 10 * max(up, down); zero outside)
+
+    ``feed(x)`` returns the outputs whose inputs are all known; ``flush()`` the rest (ceil(N * up / down) in all)."""
+
+    def __init__(self, rate_in: int, rate_out: int):
+        from math import gcd
+
+        from scipy.signal import firwin
+
+        g = gcd(rate_in, rate_out)
+        self.up, self.down = rate_out // g, rate_in // g
+        self.half = 10 * max(self.up, self.down)
+        if self.up == self.down:  # the same rate: y = x (the FIR below would be a unit impulse)
+            self.h = np.ones(1)
+            self.half = 0
+        else:
+            self.h = (
+                firwin(2 * self.half + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
+            )
+        self.taps = len(self.h) // self.up + 2  # inputs one output can touch (and a margin)
+        self.x = np.zeros(0, np.float64)  # the inputs still needed, from global index self.start
+        self.start = 0
+        self.n = 0  # inputs seen
+        self.m = 0  # next output index
+
+    def _outputs(self, stop: int) -> np.ndarray:
+        m = np.arange(self.m, stop)  # [M]
+        if m.size == 0:
+            return np.zeros(0, np.float32)
+        pos = self.down * m + self.half  # upsampled position each output is centred on
+        lo = -((len(self.h) - 1 - pos) // self.up)  # ceil((pos - (L - 1)) / up): the first input it reads
+        i = lo[:, None] + np.arange(self.taps)[None]  # [M, taps] global input indices
+        k = pos[:, None] - self.up * i  # filter taps
+        ok = (k >= 0) & (k < len(self.h)) & (i >= 0) & (i < self.n)
+        xi = np.where(ok, i - self.start, 0)
+        y = np.where(
+            ok, self.h[np.clip(k, 0, len(self.h) - 1)] * self.x[np.clip(xi, 0, max(len(self.x) - 1, 0))], 0
+        )
+        self.m = stop
+        keep = max(
+            int(-((len(self.h) - 1 - (self.down * stop + self.half)) // self.up)), 0
+        )  # lo of output stop
+        if keep > self.start:  # drop the inputs no later output reads
+            self.x, self.start = self.x[keep - self.start :], keep
+        return y.sum(axis=1).astype(np.float32)
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        self.x = np.concatenate([self.x, np.asarray(x, np.float64).reshape(-1)])
+        self.n += int(np.size(x))
+        # output m is complete when its last input, floor((down * m + half) / up), is known (< n)
+        stop = max((self.up * self.n - self.half - 1) // self.down + 1, self.m)
+        return self._outputs(stop)
+
+    def flush(self) -> np.ndarray:
+        total = -(-self.n * self.up // self.down)
+        return self._outputs(max(total, self.m))
+
+
 def encode_stream(chunks: Iterator[np.ndarray], fmt: str, sample_rate: int) -> Iterator[bytes]:
     """float32 audio chunks -> the bytes of one ``fmt`` file, as early as the format allows (non-empty pieces).
     Closing this generator closes ``chunks`` (and stops ffmpeg)."""
@@ -132,12 +201,18 @@ def encode_stream(chunks: Iterator[np.ndarray], fmt: str, sample_rate: int) -> I
     try:
         first = next(chunks, None)  # the model's checks run here, before any byte
         audio = [] if first is None else [first]
-        if fmt in ("wav", "pcm"):
-            head = wav_header(sample_rate) if fmt == "wav" else b""
-            yield head + (to_pcm16(first) if first is not None else b"")
+        if fmt == "wav":
+            yield wav_header(sample_rate) + (to_pcm16(first) if first is not None else b"")
             for c in chunks:
                 if c.size:
                     yield to_pcm16(c)
+        elif fmt == "pcm":
+            rs = StreamResampler(sample_rate, PCM_RATE)
+            for c in itertools.chain(audio, chunks):
+                if (y := rs.feed(c)).size:
+                    yield to_pcm16(y)
+            if (y := rs.flush()).size:
+                yield to_pcm16(y)
         elif fmt == "flac":
             audio += list(chunks)
             buf = io.BytesIO()

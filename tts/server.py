@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tts.audio_formats import MEDIA_TYPES, FormatError, check_format, encode_stream
+from tts.audio_formats import MEDIA_TYPES, FormatError, check_format, encode_stream, output_rate
 from tts.job_pool import JobPool, QueueFull
 from tts.model import TTSInputError
 from tts.options import SynthesisOptions
@@ -342,7 +342,7 @@ def build_app(tts, cfg: ServerConfig | None = None, voices: VoiceStore | None = 
             finally:
                 job.cancel()  # the client left, or the stream is done: free the worker
 
-        headers = {"X-Sample-Rate": str(tts.sample_rate), "X-Response-Format": fmt}
+        headers = {"X-Sample-Rate": str(output_rate(fmt, tts.sample_rate)), "X-Response-Format": fmt}
         return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt], headers=headers)
 
     return app
