@@ -18,8 +18,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from tts.audio_formats import PCM_RATE, FormatError, StreamResampler, check_format, encode_stream, wav_header
+from tts.audio_formats import PCM_RATE, FormatError, check_format, encode_stream, wav_header
 from tts.job_pool import JobPool, QueueFull
+from tts.resample import StreamResampler
 from tts.testing import ServerProcess, make_tiny_release, make_tiny_tts
 from tts.voices import VoiceExists, VoiceInputError, VoiceNotFound, VoiceStore
 

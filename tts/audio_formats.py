@@ -28,6 +28,8 @@ from collections.abc import Iterator
 import numpy as np
 import soundfile as sf
 
+from tts.resample import StreamResampler
+
 MEDIA_TYPES = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
@@ -128,68 +130,6 @@ class _FFmpegPipe:
                 f.close()
             except OSError:  # stdin of a killed process: the buffered bytes cannot be flushed
                 pass
-
-
-class StreamResampler:
-    """Polyphase resampling of a stream, chunk by chunk, equal (to float rounding) to ``scipy.signal.resample_poly``
-    of the whole signal with its default Kaiser FIR: rate_in -> rate_out = rate_in * up / down.
-
-    y[m] = sum_i h[down * m + half - up * i] x[i]   (h: 2 * half + 1 taps, half = 10 * max(up, down); zero outside)
-
-    ``feed(x)`` returns the outputs whose inputs are all known; ``flush()`` the rest (ceil(N * up / down) in all)."""
-
-    def __init__(self, rate_in: int, rate_out: int):
-        from math import gcd
-
-        from scipy.signal import firwin
-
-        g = gcd(rate_in, rate_out)
-        self.up, self.down = rate_out // g, rate_in // g
-        self.half = 10 * max(self.up, self.down)
-        if self.up == self.down:  # the same rate: y = x (the FIR below would be a unit impulse)
-            self.h = np.ones(1)
-            self.half = 0
-        else:
-            self.h = (
-                firwin(2 * self.half + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
-            )
-        self.taps = len(self.h) // self.up + 2  # inputs one output can touch (and a margin)
-        self.x = np.zeros(0, np.float64)  # the inputs still needed, from global index self.start
-        self.start = 0
-        self.n = 0  # inputs seen
-        self.m = 0  # next output index
-
-    def _outputs(self, stop: int) -> np.ndarray:
-        m = np.arange(self.m, stop)  # [M]
-        if m.size == 0:
-            return np.zeros(0, np.float32)
-        pos = self.down * m + self.half  # upsampled position each output is centred on
-        lo = -((len(self.h) - 1 - pos) // self.up)  # ceil((pos - (L - 1)) / up): the first input it reads
-        i = lo[:, None] + np.arange(self.taps)[None]  # [M, taps] global input indices
-        k = pos[:, None] - self.up * i  # filter taps
-        ok = (k >= 0) & (k < len(self.h)) & (i >= 0) & (i < self.n)
-        xi = np.where(ok, i - self.start, 0)
-        y = np.where(
-            ok, self.h[np.clip(k, 0, len(self.h) - 1)] * self.x[np.clip(xi, 0, max(len(self.x) - 1, 0))], 0
-        )
-        self.m = stop
-        keep = max(
-            int(-((len(self.h) - 1 - (self.down * stop + self.half)) // self.up)), 0
-        )  # lo of output stop
-        if keep > self.start:  # drop the inputs no later output reads
-            self.x, self.start = self.x[keep - self.start :], keep
-        return y.sum(axis=1).astype(np.float32)
-
-    def feed(self, x: np.ndarray) -> np.ndarray:
-        self.x = np.concatenate([self.x, np.asarray(x, np.float64).reshape(-1)])
-        self.n += int(np.size(x))
-        # output m is complete when its last input, floor((down * m + half) / up), is known (< n)
-        stop = max((self.up * self.n - self.half - 1) // self.down + 1, self.m)
-        return self._outputs(stop)
-
-    def flush(self) -> np.ndarray:
-        total = -(-self.n * self.up // self.down)
-        return self._outputs(max(total, self.m))
 
 
 def encode_stream(chunks: Iterator[np.ndarray], fmt: str, sample_rate: int) -> Iterator[bytes]:
