@@ -7,8 +7,8 @@ more jobs wait; beyond that ``submit`` refuses at once (``QueueFull``: the serve
     job.cancel()                                     # e.g. the client left: the worker stops after the item it is on
 
 A job holds its place from ``submit`` until its worker has finished it, or until it is cancelled while it still
-waits (then it is skipped), so ``busy + queued`` never exceeds ``workers + max_queue``. Items are handed to the event loop as they come (unbounded: audio is small), so a
-slow reader does not hold a worker.
+waits (then it is skipped), so ``busy + queued`` never exceeds ``workers + max_queue``. Items are handed to the
+event loop as they come (unbounded: audio is small), so a slow reader does not hold a worker.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class JobPool:
         final: Any = _END
         with self._lock:
             if job.state == "dropped":  # the client left while the job waited: its place is already free
+                job._put(_END)
                 return
             job.state = "running"
             self._running += 1
