@@ -109,7 +109,7 @@ def main() -> None:
             r = http.post(
                 "/v1/voices",
                 data={"name": "bench", "transcript": PROMPT_TEXT},
-                files={"audio": PROMPT.open("rb")},
+                files={"audio": (PROMPT.name, PROMPT.read_bytes(), "audio/wav")},
             )
             r.raise_for_status()
             one_request(http, TEXTS[0], a.format, seed=0)  # warm-up (first-call caches)

@@ -234,7 +234,9 @@ def server(tiny_release, tmp_path_factory):
     with ServerProcess(args) as srv:
         srv.http = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
         r = srv.http.post(
-            "/v1/voices", data={"name": "lj", "transcript": CLIP_TEXT}, files={"audio": CLIP.open("rb")}
+            "/v1/voices",
+            data={"name": "lj", "transcript": CLIP_TEXT},
+            files={"audio": ("lj.wav", CLIP.read_bytes(), "audio/wav")},
         )
         assert r.status_code == 201, r.text
         yield srv
@@ -458,7 +460,7 @@ def test_restart_keeps_voices(tiny_release, tmp_path):
         r = httpx.post(
             srv.url + "/v1/voices",
             data={"name": "keep", "transcript": CLIP_TEXT},
-            files={"audio": CLIP.open("rb")},
+            files={"audio": ("lj.wav", CLIP.read_bytes(), "audio/wav")},
             timeout=60,
         )
         assert r.status_code == 201
@@ -482,7 +484,7 @@ def test_cloned_voice_says_the_words(tmp_path):
         r = httpx.post(
             srv.url + "/v1/voices",
             data={"name": "arctic"},
-            files={"audio": (EXAMPLES / "arctic_aew_a0003.wav").open("rb")},
+            files={"audio": ("arctic.wav", (EXAMPLES / "arctic_aew_a0003.wav").read_bytes(), "audio/wav")},
             timeout=300,
         )
         assert r.status_code == 201, r.text
