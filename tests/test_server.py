@@ -454,7 +454,7 @@ def test_full_queue_is_429_and_a_client_that_leaves_frees_its_worker(tiny_releas
         assert ok.status_code == 200
 
 
-def test_restart_keeps_voices(tiny_release, tmp_path):
+def test_restart_keeps_voices_and_the_key_can_come_from_the_environment(tiny_release, tmp_path):
     args = ["--checkpoint", str(tiny_release), "--voices", str(tmp_path / "voices")]
     with ServerProcess(args) as srv:
         r = httpx.post(
@@ -465,10 +465,14 @@ def test_restart_keeps_voices(tiny_release, tmp_path):
         )
         assert r.status_code == 201
         first = httpx.post(srv.url + "/v1/audio/speech", json=speech_body(voice="keep"), timeout=60).content
-    with ServerProcess(args) as srv:
-        voices = httpx.get(srv.url + "/v1/voices", timeout=30).json()["data"]
+    with ServerProcess(args, env={"LATENTLM_API_KEY": "from-env"}) as srv:  # restarted, now with a key
+        assert_error(httpx.get(srv.url + "/v1/voices", timeout=30), 401)
+        auth = {"Authorization": "Bearer from-env"}
+        voices = httpx.get(srv.url + "/v1/voices", headers=auth, timeout=30).json()["data"]
         assert [v["name"] for v in voices] == ["keep"] and voices[0]["transcript"] == r.json()["transcript"]
-        again = httpx.post(srv.url + "/v1/audio/speech", json=speech_body(voice="keep"), timeout=60).content
+        again = httpx.post(
+            srv.url + "/v1/audio/speech", json=speech_body(voice="keep"), headers=auth, timeout=60
+        ).content
         assert again == first  # the same prompt, transcript and seed: the same audio
 
 

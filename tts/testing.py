@@ -224,7 +224,8 @@ class ServerProcess:
         repo = Path(__file__).resolve().parents[1]
         self._log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-m", "tts.server", "--port", str(self.port), *self.args]
-        env = {**subprocess_env(), **(self.env or {})}
+        env = {k: v for k, v in subprocess_env().items() if k != "LATENTLM_API_KEY"}  # only a key we give
+        env.update(self.env or {})
         self.proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
