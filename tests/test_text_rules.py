@@ -55,7 +55,8 @@ def test_a_400_digit_number_is_read_digit_by_digit():
         ("<p>One.</p><p>Two</p>", "One. Two."),
         ("<script>alert(1)</script>Safe <!-- hidden --> text", "Safe text"),
         ("Tom &amp; Jerry&#39;s show", "Tom and Jerry's show"),
-        ("a < b and c > d", "a b and c d"),  # not tags: dropped as before
+        ("a < b and c > d", "a b and c d"),  # not tags: the signs dropped as before
+        ("if a<b and c>d then", "if a b and c d then"),
     ],
 )
 def test_markup_is_never_read_aloud(raw, expected):

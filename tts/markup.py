@@ -9,7 +9,8 @@ Honoured (a small SSML subset, as pauses the model already makes at punctuation)
 Everything else is removed and its text kept: ``<prosody rate=...>`` (use the ``speed`` option for tempo),
 ``<emphasis>``, ``<say-as>``, ``<speak>``, any HTML tag; ``<!-- comments -->`` and the contents of ``<script>``
 and ``<style>`` are dropped. Character entities with a semicolon (``&amp;``, ``&#39;``, ``&nbsp;``) are decoded.
-Text without ``<`` or ``&...;`` is returned unchanged.
+A "tag" whose inside has words but no ``key=value`` (``a<b and c>d``) is text, not a tag. Text without ``<`` or
+``&...;`` is returned unchanged.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _break(attrs: dict[str, str]) -> str:
 
 
 def _tag(m: re.Match) -> str:
+    if m.group("attrs").strip() and "=" not in m.group("attrs"):
+        return m.group(0)  # "a<b and c>d" is text, not a tag: tags carry no attributes or key=value ones
     name = m.group("name").lower()
     if name == "break":
         return _break(_attrs(m.group("attrs")))
