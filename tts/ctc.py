@@ -1,7 +1,7 @@
 """Phoneme CTC on the trunk's hidden states (training only): the states that condition the diffusion head must
 say which phonemes the audio is speaking, in order.
 
-Why: measured on the demo models (docs/TTS.md "What the trunk knows about the text"), shuffling the phonemes
+Why: measured on the demo models (docs/experiments/ctc.md), shuffling the phonemes
 moved the hidden state at the audio frames by only 2-5%, and the teacher-forced diffusion loss was the same with
 the phonemes dropped: the guided heads looked at the right phoneme, but nothing downstream used what they read.
 This loss asks for it directly, with no alignment given (CTC finds it): the hidden state at each position that
@@ -15,7 +15,7 @@ skipped: their text is unknown to the model). The row's audio (prompt + target l
 (prompt text + " " + target text) in order for every pairing ``tts.data`` makes (a prefix prompt is the start of
 the same utterance; a cross-sentence prompt is a whole utterance with its transcript).
 
-Measured (docs/TTS.md): on teacher-forced rows the model satisfies this loss by recognising the audio latents it
+Measured (docs/experiments/ctc.md): on teacher-forced rows the model satisfies this loss by recognising the audio latents it
 reads, not by reading the text. ``blind_spans`` selects rows for the variant that closes that shortcut: rows whose
 target latents the model reads as pure noise (``training_batch(blind=...)``), scored on the target text against
 the target frames only, so the phonemes are the only source of what is being said.
