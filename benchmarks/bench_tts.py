@@ -183,7 +183,7 @@ def main() -> None:
     )
 
     wav = tts.load_prompt(PROMPT)
-    prompt = tts._prompt_latents(wav)  # [Tp // patch, patch * D]
+    prompt = tts.encode_prompt(wav)  # [Tp // patch, patch * D]
     ph = tts.frontend.encode(PROMPT_TEXT) + [1] + tts.frontend.encode(TEXT)
     nocache = no_cache_trunk_time(tts, items, prompt, ph, rows)
     print(

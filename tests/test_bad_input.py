@@ -19,6 +19,7 @@ from evaluation.audio import load_audio as eval_load_audio
 from latentlm.model import LatentLM
 from tts.model import TTS, SynthesisResult, TTSInputError
 from tts.options import SynthesisOptions
+from tts.prepare import prepare_job
 from tts.testing import make_tiny_release, make_tiny_tts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -122,13 +123,13 @@ def test_long_inputs_inside_the_limits_are_split_to_fit_the_positions(monkeypatc
     # a trained predictor's pace (~3 frames a symbol; the untrained one says 0-4), slowed by speed
     monkeypatch.setattr(model.duration, "predict", lambda ids, rate, tempo=1.0: [round(3 / tempo)] * len(ids))
     prompt, text = _long_prompt()
-    job = model._prepare(LONG_SENTENCE, prompt, text, None, speed=0.5)
+    job = prepare_job(model, LONG_SENTENCE, prompt, text, None, speed=0.5)
     assert len(job.sentences) > 1 and " ".join(job.sentences) == LONG_SENTENCE
-    for ph, sc, d in zip(job.phonemes, job.scripts, job.durations):
-        used = 1 + len(ph) + 1 + int(job.prompt.shape[0]) + len(sc) + sum(d) + 1
+    for r in job.rows:
+        used = 1 + len(r.phonemes) + 1 + int(job.prompt.shape[0]) + len(r.script) + sum(r.durations) + 1
         assert used <= 2048, used  # <bos> phonemes <bo_audio> prompt script frames <eo_audio>
     res = model.synthesize(LONG_SENTENCE, prompt, prompt_text=text, speed=0.5, steps=1)
-    assert res.info["frames"] == [sum(d) for d in job.durations] and np.isfinite(res.audio).all()
+    assert res.info["frames"] == [sum(r.durations) for r in job.rows] and np.isfinite(res.audio).all()
 
 
 def test_an_lm_timed_model_stops_at_its_last_position(tts):

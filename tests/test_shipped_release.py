@@ -43,7 +43,9 @@ def _check_against_reference(audio: np.ndarray, frames: list[int], ref) -> None:
     np.testing.assert_allclose(audio[:2000], ref["head"], atol=1e-4)
     np.testing.assert_allclose(audio[-2000:], ref["tail"], atol=1e-4)
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
-    assert abs(rms - float(ref["rms"])) < 1e-4 and abs(float(np.abs(audio).max()) - float(ref["absmax"])) < 1e-4
+    assert (
+        abs(rms - float(ref["rms"])) < 1e-4 and abs(float(np.abs(audio).max()) - float(ref["absmax"])) < 1e-4
+    )
 
 
 @pytest.mark.skipif(not (RELEASE / "model.safetensors").is_file(), reason="shipped release missing")

@@ -20,6 +20,7 @@ from tts.duration_train import evaluate, main, train
 from tts.frontend import Frontend
 from tts.model import TTS, TTSInputError
 from tts.phone_hmm import units
+from tts.prepare import prepare_job
 from tts.testing import make_tiny_corpus, make_tiny_release, make_tiny_tts
 
 TEXTS = [
@@ -95,17 +96,17 @@ def test_synthesis_with_predicted_durations(real_speech_dir, tmp_path):
         tts.duration.out.bias.fill_(1.6)
     kw = dict(prompt_text="Printing, in the only sense", seed=1, steps=2)
     res = tts.synthesize("Hello there. Good day!", wav, **kw)
-    job = tts._prepare("Hello there. Good day!", wav, kw["prompt_text"], None)
-    assert res.info["frames"] == [sum(d) for d in job.durations]  # exactly the predicted lengths
+    job = prepare_job(tts, "Hello there. Good day!", wav, kw["prompt_text"], None)
+    assert res.info["frames"] == [sum(r.durations) for r in job.rows]  # exactly the predicted lengths
     assert res.info["stop"] == ["eos", "eos"]
     [batched] = tts.synthesize_batch([dict(text="Hello there. Good day!", prompt_audio=wav, **kw)])
     assert batched.info["frames"] == res.info["frames"]
     # speed divides every predicted duration (phones keep at least one frame each)
     fast = tts.synthesize("Hello there. Good day!", wav, speed=2.0, **kw)
-    fast_job = tts._prepare("Hello there. Good day!", wav, kw["prompt_text"], None, speed=2.0)
-    assert fast.info["frames"] == [sum(d) for d in fast_job.durations] and sum(fast.info["frames"]) < sum(
-        res.info["frames"]
-    )
+    fast_job = prepare_job(tts, "Hello there. Good day!", wav, kw["prompt_text"], None, speed=2.0)
+    assert fast.info["frames"] == [sum(r.durations) for r in fast_job.rows] and sum(
+        fast.info["frames"]
+    ) < sum(res.info["frames"])
     [fast_b] = tts.synthesize_batch([dict(text="Hello there. Good day!", prompt_audio=wav, speed=2.0, **kw)])
     assert fast_b.info["frames"] == fast.info["frames"]
     with pytest.raises(TTSInputError, match="speed must be"):
@@ -115,7 +116,7 @@ def test_synthesis_with_predicted_durations(real_speech_dir, tmp_path):
     lm_timed = make_tiny_tts(seed=0, interleave=True)
     assert (
         lm_timed.duration is None
-        and lm_timed._prepare("Hello.", wav, kw["prompt_text"], None).durations is None
+        and prepare_job(lm_timed, "Hello.", wav, kw["prompt_text"], None).rows[0].durations is None
     )
     with pytest.raises(TTSInputError, match="duration predictor"):
         lm_timed.synthesize("Hello.", wav, speed=1.5, **kw)
@@ -205,11 +206,13 @@ def test_a_transcript_that_does_not_fit_its_prompt_cannot_ask_for_minutes(real_s
             p.zero_()
         tts.duration.cond.weight[0, 0] = 1.0
         tts.duration.out.weight[0, 0] = 1.0
-    one_word = tts._prepare("Hello there.", wav, "in", None)  # a one-word "transcript" of the clip
-    fitting = tts._prepare("Hello there.", wav, "in being comparatively modern.", None)
-    n = len(one_word.durations[0])
-    assert sum(one_word.durations[0]) <= 6 * n  # the clamped tempo (<= 0.24 s = 6 frames per phone)
-    assert sum(one_word.durations[0]) > sum(fitting.durations[0])
+    one_word = prepare_job(tts, "Hello there.", wav, "in", None).rows[
+        0
+    ]  # a one-word "transcript" of the clip
+    fitting = prepare_job(tts, "Hello there.", wav, "in being comparatively modern.", None).rows[0]
+    n = len(one_word.durations)
+    assert sum(one_word.durations) <= 6 * n  # the clamped tempo (<= 0.24 s = 6 frames per phone)
+    assert sum(one_word.durations) > sum(fitting.durations)
 
 
 def test_continuation_with_an_interleaved_release(real_speech_dir, tmp_path):
@@ -235,13 +238,13 @@ def test_continuation_with_an_interleaved_release(real_speech_dir, tmp_path):
     r = rows[0]  # LJ001-0001, 9.7 s: its first 3 s are the prompt, its whole transcript the text
     wav, sr = sf.read(r.audio, dtype="float32")
     prompt = (sr, wav[: 3 * sr])
-    job = rel._prepare(r.text, prompt, None, None, continuation=True)
-    ph, script = job.phonemes[0], job.scripts[0]
+    job = prepare_job(rel, r.text, prompt, None, None, continuation=True)
+    ph, script = job.rows[0].phonemes, job.rows[0].script
     assert 0 < len(script) < len(ph) and ph[-len(script) :] == script  # the rest of the text
     res = rel.synthesize(r.text, prompt, continuation=True, steps=2, seed=0)
     n_prompt = len(job.continuation_audio)
-    assert res.info["frames"] == [sum(job.durations[0])]  # exactly the predicted rest
-    assert len(res.audio) == n_prompt + sum(job.durations[0]) * rel.vae.hop
+    assert res.info["frames"] == [sum(job.rows[0].durations)]  # exactly the predicted rest
+    assert len(res.audio) == n_prompt + sum(job.rows[0].durations) * rel.vae.hop
     np.testing.assert_allclose(
         res.audio[:n_prompt], job.continuation_audio, atol=1e-6
     )  # prompt + continuation

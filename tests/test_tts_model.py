@@ -14,6 +14,7 @@ import torch
 from latentlm.sequence import pack
 from tts.layout import MODALITY, training_batch, training_spans
 from tts.model import TTS, SynthesisResult, TTSInputError
+from tts.rows import frame_cap
 from tts.testing import make_tiny_release, make_tiny_tts
 
 
@@ -134,7 +135,7 @@ def test_synthesize_respects_the_length_cap(tts, dev):
     assert np.isfinite(res.audio).all() and np.abs(res.audio).max() > 0
     # without max_seconds the cap comes from the phoneme count
     n_ph = len(tts.frontend.encode("Hi."))
-    assert tts.frame_cap(n_ph) == int(np.ceil(n_ph * 6.0 + 2.0 * 25))
+    assert frame_cap(tts.cfg, n_ph) == int(np.ceil(n_ph * 6.0 + 2.0 * 25))
 
 
 def test_a_model_that_stops_at_once_still_speaks_the_minimum(dev):

@@ -2,6 +2,7 @@
 
     sr, wav = read_prompt("prompt.wav", limits)            # its own rate, mono float32 [L], checked
     x = load_prompt((44100, samples), limits, 16000)        # float32 tensor [L] at the model rate
+    text = PromptTranscriber()(x, 16000)                     # its transcript, when the caller gave none
 
 Accepted: a path (any format soundfile reads), a numpy array or torch tensor (taken to be at
 ``limits.array_rate``), or ``(sample_rate, array)``; stereo is averaged. Checked in this order, each with a
@@ -93,3 +94,18 @@ def load_prompt(prompt_audio, limits: PromptLimits, sample_rate: int) -> Tensor:
         return prepare(mono, sr, sample_rate, name=NAME, max_seconds=limits.max_seconds)
     except ValueError as e:
         raise TTSInputError(str(e)) from None
+
+
+class PromptTranscriber:
+    """Offline transcript of a prompt without ``prompt_text`` (evaluation/asr.py; loaded once, on first use)."""
+
+    def __init__(self, asr: str = "whisper-base"):
+        self.asr, self._model = asr, None
+
+    def __call__(self, wav: Tensor, sample_rate: int) -> str:
+        """float32 [L] at ``sample_rate`` -> the stripped transcript ("" when no speech is found)."""
+        if self._model is None:
+            from evaluation.asr import build_asr
+
+            self._model = build_asr(self.asr)
+        return self._model.transcribe([wav.numpy()], sample_rate=sample_rate)[0].strip()

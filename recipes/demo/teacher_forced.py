@@ -36,7 +36,7 @@ def teacher_forced(tts: TTS, store, job: dict, text: str, seed: int) -> tuple[to
     """-> (sampled target items [Tt, D] normalised, their MSE to the ground truth)."""
     lm = tts.lm
     ph = tts.frontend.encode(job["prompt_text"]) + [SPACE_ID] + tts.frontend.encode(text)
-    prompt = tts._prompt_latents(tts.load_prompt(job["prompt_audio"]))  # [Tp, D]
+    prompt = tts.encode_prompt(tts.load_prompt(job["prompt_audio"]))  # [Tp, D]
     target = lm.normalize(MODALITY, store.get(job["id"]).to(prompt))  # [Tt, D]
     batch, _ = generation_prefix(lm, [ph], [torch.cat([prompt, target])], 1.0)
     hidden = lm(batch)[0]  # [N, C]; the state after item k predicts item k + 1

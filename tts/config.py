@@ -1,0 +1,116 @@
+"""TTSConfig: what a TTS release is (the LatentLM it runs, its frame rate, sequence layout and timing mode, its
+synthesis defaults and input limits), saved in the release's config.json and rebuilt from it (tts/model.py).
+
+Dimension legend: D the audio head's latent dim (patch x the VAE's latent dim).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from latentlm.head import HeadConfig
+from latentlm.model import LatentLMConfig
+from latentlm.transformer import TransformerConfig
+from tts.layout import MODALITY
+
+TIMINGS = ("lm", "predictor")
+
+
+def _default_lm() -> LatentLMConfig:
+    """The demo size (recipes/demo/tts_small.yaml holds the same numbers): phoneme vocab v1, 32-dim audio."""
+    return LatentLMConfig(
+        vocab_size=79,
+        trunk=TransformerConfig(dim=256, n_layers=6, n_heads=4, n_kv_heads=2, max_seq_len=2048),
+        modalities={MODALITY: HeadConfig(latent_dim=32, cond_dim=256, width=256, depth=3)},
+    )
+
+
+@dataclass
+class TTSConfig:
+    model: LatentLMConfig = field(default_factory=_default_lm)
+    language: str = "en-us"  # espeak-ng voice of the front end
+    frame_rate: float = 25.0  # latent frames per second (must match the VAE)
+    # VAE frames per sequence item (tts/patch.py): the model reads and predicts this many frames at once, so the
+    # trunk steps at frame_rate / patch; the audio head's latent_dim is patch x the VAE's latent dim
+    patch: int = 1
+    # ELLA-V interleaved layout (tts/layout.py, tts/script.py): each target phoneme token sits right before its
+    # frames; training needs per-symbol durations (tts.durations), synthesis forces the symbols in order
+    interleave: bool = False
+    # interleaved synthesis: the next symbol (after the last one: the end) is forced after this long on a phone,
+    # on the space between two words, on a pause at punctuation (and the utterance's last symbol). Aligned
+    # training data: phones median 2 frames, 90% <= 3, 99% <= 6; spaces 63% 0 frames, 90% <= 4 (those after
+    # punctuation included); last symbol 95% <= 12. Greedy decoding otherwise lingers, on spaces above all
+    # (docs/TTS.md "Interleaved phonemes": a phone limit of 4 frames said more words than 3 or 10)
+    max_phone_seconds: float = 0.16
+    max_gap_seconds: float = 0.08
+    max_pause_seconds: float = 0.6
+    advance_bias: float = 0.0  # interleaved synthesis: added to the next symbol's logit (> 0: faster speech)
+    # interleaved synthesis, who decides when the next symbol starts: "lm" (the LM head, within the run limits
+    # above) or "predictor" (tts/duration.py: durations predicted in the prompt's tempo, forced exactly; the
+    # release's duration/ folder)
+    timing: str = "lm"
+    # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);
+    # a release sets what suits it (docs/TTS.md "Duration predictor": tts_demo uses 3 with predictor timing)
+    cfg_scale: float = 1.5
+    p_uncond: float = 0.1  # condition dropout for classifier-free guidance
+    prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
+    latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
+    # training only: extra Gaussian noise on the target latents the model READS (normalised units, per sequence
+    # std ~ U(0, 2 x input_noise)); the predicted targets stay as they were. The history can no longer simply
+    # be continued, so the model has to read the phonemes (Tacotron's prenet dropout, for latents); 0 = off
+    input_noise: float = 0.0
+    max_frames_per_phoneme: float = 6.0  # length cap: frames per phoneme symbol ...
+    min_cap_seconds: float = 2.0  # ... plus this much
+    # floor: <eo_audio> is not accepted before this many frames per phoneme symbol (natural speech is ~2 at 25 Hz),
+    # so a model that stops too early cannot return empty audio
+    min_frames_per_phoneme: float = 0.5
+    max_output_seconds: float = 40.0  # absolute cap per sentence
+    min_prompt_seconds: float = 1.0
+    max_prompt_seconds: float = 30.0
+    silence_rms: float = 1e-3  # prompts quieter than this RMS count as silent
+    sentence_max_chars: int = 250
+    pause_seconds: float = 0.2  # silence between sentences of a long text
+    token_temperature: float = 0.0  # LM-head sampling of <lat> vs <eo_audio>; 0 = greedy
+    read_noise: float = 0.0  # std of noise on generated latents as the model reads them back (docs/TTS.md)
+
+    def __post_init__(self) -> None:
+        if MODALITY not in self.model.modalities:
+            raise ValueError(
+                f"TTSConfig.model needs an {MODALITY!r} modality, has {list(self.model.modalities)}"
+            )
+        if self.input_noise < 0 or self.read_noise < 0:
+            raise ValueError(
+                f"input_noise and read_noise must be >= 0, got {self.input_noise}, {self.read_noise}"
+            )
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.patch < 1 or self.latent_dim % self.patch:
+            raise ValueError(
+                f"patch must be >= 1 and divide the audio latent_dim ({self.latent_dim}), got {self.patch}"
+            )
+        if (
+            self.frame_rate <= 0
+            or self.max_frames_per_phoneme <= 0
+            or min(self.max_phone_seconds, self.max_gap_seconds, self.max_pause_seconds) <= 0
+        ):
+            raise ValueError(
+                "frame_rate, max_frames_per_phoneme and the max_*_seconds run limits must be positive"
+            )
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.timing not in TIMINGS:
+            raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
+        if self.timing == "predictor" and not self.interleave:
+            raise ValueError('timing "predictor" needs the interleaved layout (interleave: true)')
+        if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
+            raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
+
+    @property
+    def latent_dim(self) -> int:
+        """Dim of one sequence item (patch x the VAE's latent dim)."""
+        return self.model.modalities[MODALITY].latent_dim
+
+    @property
+    def frame_dim(self) -> int:
+        """Dim of one VAE frame."""
+        return self.latent_dim // self.patch
