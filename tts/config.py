@@ -40,7 +40,7 @@ class TTSConfig:
     # on the space between two words, on a pause at punctuation (and the utterance's last symbol). Aligned
     # training data: phones median 2 frames, 90% <= 3, 99% <= 6; spaces 63% 0 frames, 90% <= 4 (those after
     # punctuation included); last symbol 95% <= 12. Greedy decoding otherwise lingers, on spaces above all
-    # (docs/TTS.md "Interleaved phonemes": a phone limit of 4 frames said more words than 3 or 10)
+    # (docs/experiments/interleaving.md: a phone limit of 4 frames said more words than 3 or 10)
     max_phone_seconds: float = 0.16
     max_gap_seconds: float = 0.08
     max_pause_seconds: float = 0.6
@@ -50,7 +50,7 @@ class TTSConfig:
     # release's duration/ folder)
     timing: str = "lm"
     # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);
-    # a release sets what suits it (docs/TTS.md "Duration predictor": tts_demo uses 3 with predictor timing)
+    # a release sets what suits it (tts_demo: 3 with predictor timing; docs/experiments/decoding-settings.md)
     cfg_scale: float = 1.5
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
@@ -71,7 +71,7 @@ class TTSConfig:
     sentence_max_chars: int = 250
     pause_seconds: float = 0.2  # silence between sentences of a long text
     token_temperature: float = 0.0  # LM-head sampling of <lat> vs <eo_audio>; 0 = greedy
-    read_noise: float = 0.0  # std of noise on generated latents as the model reads them back (docs/TTS.md)
+    read_noise: float = 0.0  # noise on generated latents as the model reads them (docs/experiments/ctc.md)
 
     def __post_init__(self) -> None:
         if MODALITY not in self.model.modalities:
