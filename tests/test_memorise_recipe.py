@@ -1,4 +1,4 @@
-"""recipes/demo/memorise.py: the subset of training voices and its cross-sentence job list."""
+"""recipes/lab/memorise.py: the subset of training voices and its cross-sentence job list."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "recipes" / "demo"))
+sys.path.insert(0, str(REPO / "recipes" / "lab"))
 import memorise  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def test_cli_writes_the_manifest_and_the_jobs(tmp_path):
     out = tmp_path / "out"
     cmd = [
         sys.executable,
-        str(REPO / "recipes/demo/memorise.py"),
+        str(REPO / "recipes/lab/memorise.py"),
         "--corpus",
         str(corpus),
         "--speakers",

@@ -19,7 +19,7 @@ for set in corpus_test real_dev; do
   $PY -m evaluation.run score --jobs "$OUT/$set.jsonl" --audio-dir "$OUT/$set/audio" --system "tts $set" --out "$OUT/$set/tts"
   $PY -m evaluation.run score --jobs "$OUT/$set.jsonl" --ground-truth --system "ground truth $set" --out "$OUT/$set/gt"
   if [[ -d "$REL/vae" ]]; then  # the tokenizer + vocoder ceiling: ground truth through the release's VAE
-    $PY recipes/demo/resynth.py --jobs "$OUT/$set.jsonl" --vae "$REL/vae" --out-dir "$OUT/$set/vae_audio"
+    $PY -m evaluation.resynth --jobs "$OUT/$set.jsonl" --vae "$REL/vae" --out-dir "$OUT/$set/vae_audio"
     $PY -m evaluation.run score --jobs "$OUT/$set.jsonl" --audio-dir "$OUT/$set/vae_audio" --system "vae resynthesis $set" --out "$OUT/$set/vae"
     results+=("$OUT/$set/vae")
   fi

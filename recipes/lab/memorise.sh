@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Can the TTS model say sentences it was trained on? Train on a few speakers' utterances for many epochs, then
 # score it on those very sentences (cross-sentence prompts of the same speakers) next to the starting release.
-#   bash recipes/demo/memorise.sh [OUT=runs/memorise] [MINUTES=45] [key=value ... for tts.train]
+#   bash recipes/lab/memorise.sh [OUT=runs/memorise] [MINUTES=45] [key=value ... for tts.train]
 # Env: INIT (release to continue, default checkpoints/tts_demo; INIT=none trains from scratch),
 #      SPEAKERS (default: one espeak, one flite and one festival voice of data/corpus, 12 utterances each).
 # Writes OUT/release (the trained subset model), OUT/eval/{init,model,gt}/summary.json and OUT/eval/report/.
@@ -15,7 +15,7 @@ INIT=${INIT:-checkpoints/tts_demo}
 SPEAKERS=${SPEAKERS:-espeak_0001 flite_slt_0024 festival_ked_0136}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086
-$PY recipes/demo/memorise.py --corpus data/corpus --speakers $SPEAKERS --out "$OUT"
+$PY recipes/lab/memorise.py --corpus data/corpus --speakers $SPEAKERS --out "$OUT"
 [[ -f data/latents/durations.json ]] || $PY -m tts.durations --latents data/latents --manifest data/corpus/train.jsonl
 [[ -f data/latents/duration_model/model.safetensors ]] ||
   $PY -m tts.duration_train --latents data/latents --manifest data/corpus/train.jsonl --out data/latents/duration_model

@@ -1,6 +1,6 @@
 """How well do a TTS release's attention heads follow the phoneme <-> frame diagonal? (teacher-forced, held out)
 
-    python recipes/demo/align_report.py checkpoints/tts_demo [OTHER_RELEASE ...] --manifest data/corpus/valid.jsonl \\
+    python recipes/lab/align_report.py checkpoints/tts_demo [OTHER_RELEASE ...] --manifest data/corpus/valid.jsonl \\
         --latents data/latents [--items 32] [--plot eval/align.png]
 
 For every release: cross-sentence items of held-out speakers (prompt = another utterance of the same speaker,

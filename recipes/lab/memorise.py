@@ -1,12 +1,12 @@
 """Can the model learn to say sentences it is trained on? A subset of the training corpus and its job list.
 
-    python recipes/demo/memorise.py --corpus data/corpus --speakers espeak_0001 flite_slt_0024 festival_ked_0136 \\
+    python recipes/lab/memorise.py --corpus data/corpus --speakers espeak_0001 flite_slt_0024 festival_ked_0136 \\
         --out runs/memorise
 
 Writes ``OUT/train.jsonl`` (every training utterance of those speakers, audio paths made absolute) and
 ``OUT/jobs.jsonl`` in evaluation/'s format: each of those utterances is a target once, prompted by another
 utterance of the same speaker (cross-sentence, deterministic with --seed). Training a release on the subset
-for a few hundred epochs and scoring it on these jobs (recipes/demo/memorise.sh) asks the most basic question
+for a few hundred epochs and scoring it on these jobs (recipes/lab/memorise.sh) asks the most basic question
 of a TTS model: given unlimited exposure, does it render the phonemes it reads? If it cannot say its own
 training sentences, more data or compute will not make it speak held-out ones.
 """
@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
-from make_eval_jobs import corpus_audio, eval_job  # recipes/demo, this script's folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+from make_eval_jobs import corpus_audio, eval_job  # noqa: E402  (recipes/demo: the demo's job format)
 
 
 def subset(corpus: Path, speakers: list[str]) -> list[dict]:

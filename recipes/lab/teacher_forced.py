@@ -1,6 +1,6 @@
 """Does the model's next frame come from the text or from the audio it has heard? (teacher-forced sampling)
 
-    python recipes/demo/teacher_forced.py RELEASE --jobs eval/memorise/jobs.jsonl --latents data/latents \\
+    python recipes/lab/teacher_forced.py RELEASE --jobs eval/memorise/jobs.jsonl --latents data/latents \\
         --out-dir eval/tf/right [--wrong-text] [--items 12]
     python -m evaluation.run score --jobs eval/tf/right/jobs.jsonl --audio-dir eval/tf/right --sim none \\
         --out eval/tf/right_score

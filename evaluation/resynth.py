@@ -1,7 +1,7 @@
 """Resynthesize each job's ground-truth recording through an audio VAE (encode -> decode): the reference row
 that shows how much of a TTS system's WER / SIM is lost in the tokenizer + vocoder alone.
 
-    python recipes/demo/resynth.py --jobs eval/demo/real_dev.jsonl --vae checkpoints/tts_demo/vae --out-dir DIR
+    python -m evaluation.resynth --jobs eval/demo/real_dev.jsonl --vae checkpoints/tts_demo/vae --out-dir DIR
 """
 
 from __future__ import annotations
