@@ -135,7 +135,7 @@ def _corpus_with_durations(real_speech_dir, root):
     the rest of each utterance on its last symbol."""
     from tts.data import LatentStore
     from tts.manifests import read_jsonl
-    from tts.train import phoneme_cache
+    from tts.store_files import phoneme_cache
 
     c = make_tiny_corpus(real_speech_dir, root, n=4)
     c["phonemes"] = phoneme_cache(read_jsonl(c["manifest"]), c["latents"], Frontend("en-us"), 0)

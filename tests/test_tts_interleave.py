@@ -15,8 +15,9 @@ from tts.layout import MODALITY, generation_prefix, interleaved_script, training
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
 from tts.script import item_durations, target_script
+from tts.store_files import phoneme_cache
 from tts.testing import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
-from tts.train import TrainConfig, Trainer, phoneme_cache
+from tts.train import TrainConfig, Trainer
 
 
 def test_target_script_keeps_what_is_left_to_say():

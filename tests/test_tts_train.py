@@ -17,8 +17,9 @@ from latentlm.config import load_config
 from tts.frontend import TEXT_NORM_VERSION, Frontend
 from tts.manifests import read_jsonl
 from tts.model import TTS
+from tts.store_files import phoneme_cache
 from tts.testing import make_tiny_corpus, run_tts_train, subprocess_env, write_tiny_recipe
-from tts.train import TrainConfig, Trainer, phoneme_cache
+from tts.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

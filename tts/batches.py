@@ -20,7 +20,7 @@ from tts.data import PromptTargetDataset, collate
 from tts.layout import training_batch
 
 if TYPE_CHECKING:
-    from tts.train import TrainConfig
+    from tts.train_config import TrainConfig
 
 
 @dataclass

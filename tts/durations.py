@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.manifest:
         from tts.frontend import Frontend
         from tts.manifests import read_jsonl
-        from tts.train import phoneme_cache
+        from tts.store_files import phoneme_cache
 
         rows = [r for m in args.manifest for r in read_jsonl(m)]
         phoneme_cache(rows, root, Frontend(args.language))

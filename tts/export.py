@@ -28,7 +28,9 @@ from latentlm.model import LatentLM
 from tts.duration import load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.model import TTS
-from tts.train import TrainConfig, duration_model_dir, release_meta
+from tts.store_files import duration_model_dir
+from tts.train import release_meta
+from tts.train_config import TrainConfig
 from vocoder_vae.model import AudioVAE
 
 

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     if not store.frame_rate:
         sys.exit(f"split_speakers: {lat}/meta.json has no frame_rate (made by tts.extract?)")
     from tts.frontend import Frontend
-    from tts.train import phoneme_cache
+    from tts.store_files import phoneme_cache
 
     fe = Frontend(args.language)
     rows = read_jsonl(args.manifest)

@@ -26,11 +26,8 @@ import gc
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -47,121 +44,18 @@ from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
 from latentlm.sequence import Batch
 from latentlm.training import ema_update_, fit_loop
-from tts import align, ctc
 from tts.batches import Cursor, Job, LayoutView, MicroBatches, as_is, build_micro_batch
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, load_audio
-from tts.frontend import TEXT_NORM_VERSION, Frontend
+from tts.frontend import Frontend
 from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
-from tts.model import TTS, TTSConfig
+from tts.model import TTS
 from tts.patch import repeat_stats
 from tts.real_voices import check_no_heldout, read_heldout
+from tts.store_files import duration_model_dir, phoneme_cache
+from tts.train_config import TrainConfig
+from tts.train_losses import TrainLosses
 from vocoder_vae.model import AudioVAE
-
-
-@dataclass
-class DataConfig:
-    manifest: str = ""  # training manifest (JSONL)
-    latents: str = ""  # latent store directory (tts.data.extract_latents)
-    valid_manifest: str = ""  # rows for the audio samples (default: the training manifest)
-    max_frames: int = 3000  # per micro-batch: sum of (target frames + phonemes)
-    max_batch: int = 64
-    max_item_frames: int = 500  # drop utterances with more target frames (20 s at 25 Hz)
-    p_prefix: float = 0.3  # share of 3 s-continuation items (prompt = start of the same utterance)
-    prefix_frames: list[int] = field(default_factory=lambda: [20, 60])
-    max_prompt_frames: int = 150
-    num_samples: int = 2  # validation prompts rendered to TensorBoard
-    # frames per phoneme symbol ({id: [...]}, python -m tts.durations) for tts.interleave; "" = LATENTS/durations.json
-    durations: str = ""
-    # duration predictor release (python -m tts.duration_train) shipped with the exports when tts.timing is
-    # "predictor"; "" = LATENTS/duration_model
-    duration_model: str = ""
-    # a file of speaker ids (one per line, e.g. tts.real_voices' heldout.txt): a manifest row of any of them is
-    # an error, so a dev set's voices never reach training
-    heldout_speakers: str = ""
-    # > 0: micro-batches are laid out in this many worker processes, ahead of the training step (on a GPU,
-    # where laying out ~60 rows on the host took as long as the step; on a CPU the cores are busy anyway)
-    num_workers: int = 0
-    prefetch: int = 4  # micro-batches each worker keeps ready
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 3e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio at max_steps
-    grad_clip: float = 1.0
-    accum_steps: int = 1
-
-
-@dataclass
-class TrainConfig:
-    tts: TTSConfig = field(default_factory=TTSConfig)
-    vae: str = "checkpoints/vae_small"  # the audio VAE release the latents were made with
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
-    ctc_weight: float = 0.0  # phoneme CTC on the hidden states (tts/ctc.py); 0 = off
-    ctc_blind: float = 0.0  # > 0: CTC only on this share of rows, which read pure noise as their target audio
-    ema_decay: float = 0.999
-    max_steps: int = 10000
-    time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
-    # with a time limit: max_steps becomes a cap and the cosine horizon is fitted to the measured step rate so
-    # the schedule ends at the limit (one-shot runs, e.g. a GPU lent for minutes; a resumed run refits)
-    schedule_to_time_limit: bool = False
-    save_every: int = 200
-    log_every: int = 20
-    sample_every: int = 500  # 0 = never
-    seed: int = 0
-    out_dir: str = "runs/tts"
-    export_dir: str = ""  # default OUT_DIR/release
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # with torchrun (WORLD_SIZE > 1)
-    bf16: bool = True  # autocast on CUDA
-    threads: int = 1  # torch CPU threads
-    progress: bool = True
-    init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
-    max_bad_steps: int = 20  # non-finite updates are skipped; this many in a row stop the run
-
-    def __post_init__(self) -> None:
-        if self.ctc_weight < 0 or not 0.0 <= self.ctc_blind <= 1.0:
-            raise ValueError(
-                f"need ctc_weight >= 0 and ctc_blind in [0, 1]; got {self.ctc_weight}, {self.ctc_blind}"
-            )
-        if self.max_bad_steps < 1:
-            raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
-        if self.tts.interleave and self.ctc_weight > 0:
-            raise ValueError(
-                "ctc_weight is for the prefix layout; the interleaved layout gives the phonemes per frame"
-            )
-        if self.ctc_blind > 0 and self.ctc_weight == 0:
-            raise ValueError("ctc_blind needs ctc_weight > 0 (the blind rows are only read by the CTC loss)")
-
-
-class _Losses(nn.Module):
-    """Wraps LatentLM.losses as forward() so DDP / FSDP see the call."""
-
-    def __init__(self, lm: LatentLM, align_cfg: align.AlignConfig, ctc_weight: float = 0.0):
-        super().__init__()
-        self.lm, self.align, self.ctc = lm, align_cfg, ctc_weight > 0
-        if align_cfg.weight > 0:
-            align.enable(lm, align_cfg)
-
-    def forward(self, batch, generator, splits=None, ctc_spans=None):
-        hidden = self.lm(batch)  # [B, N, C]
-        terms = self.lm.losses(batch, generator=generator, hidden=hidden)
-        if self.ctc:
-            terms["ctc"], terms["ctc_per"] = ctc.phoneme_ctc_loss(hidden, batch, self.lm, ctc_spans)
-        if self.align.weight > 0:
-            probs = align.kept_probs(self.lm, self.align)
-            terms["align"], terms["align_mass"] = align.guided_attention_loss(
-                probs, batch, self.lm, splits, self.align.sigma
-            )
-            for i in self.align.layers:  # do not keep the graph alive until the next step
-                self.lm.trunk.layers[i].attn.probs = None
-        return terms
 
 
 def _full_cpu():
@@ -169,47 +63,6 @@ def _full_cpu():
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def phoneme_cache(rows: list[Utterance], latents_dir: Path, frontend: Frontend, rank: int = 0) -> dict:
-    """{id: phoneme ids} from LATENTS/phonemes.json, computing (rank 0) and saving the missing ones.
-    Texts that phonemize to nothing are skipped with a warning. ``phonemes.meta.json`` beside it names the front
-    end that made it (``TEXT_NORM_VERSION``, language); a cache made by another one (or older than the file) is
-    refused with what to rerun, since durations.json was aligned to its phonemes."""
-    path, meta_path = latents_dir / "phonemes.json", latents_dir / "phonemes.meta.json"
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    made_by = {"text_norm": TEXT_NORM_VERSION, "language": frontend.language}
-    old = json.loads(meta_path.read_text()) if meta_path.exists() else {"text_norm": 1}
-    if cache and old != made_by:
-        raise ValueError(
-            f"{path} was made by another front end ({old}, this one is {made_by}): its phonemes and the durations "
-            f"aligned to them are stale. Remove {path.name} and durations.json from {latents_dir}, then rerun "
-            f"python -m tts.durations --latents {latents_dir} --manifest MANIFEST (and python -m tts.duration_train)"
-        )
-    todo = [r for r in rows if r.id not in cache]
-    if todo and rank == 0:
-        try:
-            ids = frontend.encode_batch([r.text for r in todo])
-            cache.update({r.id: x for r, x in zip(todo, ids)})
-        except ValueError:  # one bad text spoils a batch: go one by one
-            for r in todo:
-                try:
-                    cache[r.id] = frontend.encode(r.text)
-                except ValueError as e:
-                    warnings.warn(f"skipping {r.id}: {e}", stacklevel=2)
-        meta_path.write_text(json.dumps(made_by))  # first: the cache below is only ever this front end's
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, path)
-    if dist.is_initialized():
-        dist.barrier()
-        cache = json.loads(path.read_text())
-    return cache
-
-
-def duration_model_dir(data: DataConfig) -> Path:
-    """Where a run's duration predictor lives: ``data.duration_model``, or LATENTS/duration_model."""
-    return Path(data.duration_model or Path(data.latents) / "duration_model")
 
 
 class Trainer:
@@ -255,7 +108,8 @@ class Trainer:
             cfg.tts, self.lm, self.vae, self.frontend, self.duration, self.aligner
         )  # validates dims / frame rate vs the VAE
         self.lm.train()
-        self.net: nn.Module = _Losses(self.lm, cfg.align, cfg.ctc_weight)
+        self.losses = TrainLosses(self.lm, cfg.align, cfg.ctc_weight)
+        self.net: nn.Module = self.losses  # wrapped below under DDP
         self.fsdp = self.world > 1 and cfg.parallel == "fsdp"
         if self.fsdp:  # each trunk block is one all-gather unit; the root holds embeddings + heads
             from torch.distributed.fsdp import fully_shard
@@ -511,11 +365,7 @@ class Trainer:
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with self.autocast:
                     terms = self.net(batch, g_dev, splits, spans)
-                loss = self.lm.total_loss(terms)
-                if "align" in terms:
-                    loss = loss + cfg.align.weight * terms["align"]
-                if "ctc" in terms:
-                    loss = loss + cfg.ctc_weight * terms["ctc"]
+                loss = self.losses.total(terms)
                 (loss / accum).backward()
             logged = {**terms, "total": loss}  # one host sync for all of them (a GPU waits at each)
             values = torch.stack([v.detach().float() for v in logged.values()]).tolist()

@@ -1,0 +1,93 @@
+"""The TTS trainer's configuration (python -m tts.train RECIPE.yaml key=value ...): the release to train
+(``tts``, a TTSConfig), the data, the optimizer, the auxiliary losses and the run. Built from a recipe by
+latentlm.config.load_config; unknown keys and wrong types are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tts import align
+from tts.config import TTSConfig
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""  # training manifest (JSONL)
+    latents: str = ""  # latent store directory (tts.data.extract_latents)
+    valid_manifest: str = ""  # rows for the audio samples (default: the training manifest)
+    max_frames: int = 3000  # per micro-batch: sum of (target frames + phonemes)
+    max_batch: int = 64
+    max_item_frames: int = 500  # drop utterances with more target frames (20 s at 25 Hz)
+    p_prefix: float = 0.3  # share of 3 s-continuation items (prompt = start of the same utterance)
+    prefix_frames: list[int] = field(default_factory=lambda: [20, 60])
+    max_prompt_frames: int = 150
+    num_samples: int = 2  # validation prompts rendered to TensorBoard
+    # frames per phoneme symbol ({id: [...]}, python -m tts.durations) for tts.interleave; "" = LATENTS/durations.json
+    durations: str = ""
+    # duration predictor release (python -m tts.duration_train) shipped with the exports when tts.timing is
+    # "predictor"; "" = LATENTS/duration_model
+    duration_model: str = ""
+    # a file of speaker ids (one per line, e.g. tts.real_voices' heldout.txt): a manifest row of any of them is
+    # an error, so a dev set's voices never reach training
+    heldout_speakers: str = ""
+    # > 0: micro-batches are laid out in this many worker processes, ahead of the training step (on a GPU,
+    # where laying out ~60 rows on the host took as long as the step; on a CPU the cores are busy anyway)
+    num_workers: int = 0
+    prefetch: int = 4  # micro-batches each worker keeps ready
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+
+
+@dataclass
+class TrainConfig:
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    vae: str = "checkpoints/vae_small"  # the audio VAE release the latents were made with
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
+    ctc_weight: float = 0.0  # phoneme CTC on the hidden states (tts/ctc.py); 0 = off
+    ctc_blind: float = 0.0  # > 0: CTC only on this share of rows, which read pure noise as their target audio
+    ema_decay: float = 0.999
+    max_steps: int = 10000
+    time_limit_minutes: float = 0.0  # 0 = none; stops, saves and exports when reached
+    # with a time limit: max_steps becomes a cap and the cosine horizon is fitted to the measured step rate so
+    # the schedule ends at the limit (one-shot runs, e.g. a GPU lent for minutes; a resumed run refits)
+    schedule_to_time_limit: bool = False
+    save_every: int = 200
+    log_every: int = 20
+    sample_every: int = 500  # 0 = never
+    seed: int = 0
+    out_dir: str = "runs/tts"
+    export_dir: str = ""  # default OUT_DIR/release
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # with torchrun (WORLD_SIZE > 1)
+    bf16: bool = True  # autocast on CUDA
+    threads: int = 1  # torch CPU threads
+    progress: bool = True
+    init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
+    max_bad_steps: int = 20  # non-finite updates are skipped; this many in a row stop the run
+
+    def __post_init__(self) -> None:
+        if self.ctc_weight < 0 or not 0.0 <= self.ctc_blind <= 1.0:
+            raise ValueError(
+                f"need ctc_weight >= 0 and ctc_blind in [0, 1]; got {self.ctc_weight}, {self.ctc_blind}"
+            )
+        if self.max_bad_steps < 1:
+            raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
+        if self.tts.interleave and self.ctc_weight > 0:
+            raise ValueError(
+                "ctc_weight is for the prefix layout; the interleaved layout gives the phonemes per frame"
+            )
+        if self.ctc_blind > 0 and self.ctc_weight == 0:
+            raise ValueError("ctc_blind needs ctc_weight > 0 (the blind rows are only read by the CTC loss)")
