@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from tts.testing import ServerProcess
+from tests.helpers import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = REPO / "examples" / "lj_LJ001-0011.wav"

@@ -43,9 +43,9 @@ PARAGRAPH = (
 def demo_size_untrained(patch: int = 1) -> TTS:
     from latentlm.config import load_config
     from latentlm.model import LatentLM
-    from tts.duration import DurationConfig, DurationPredictor, load_aligner, load_predictor
+    from tests.helpers import tiny_vae_config
+    from tts.duration_predictor import DurationConfig, DurationPredictor, load_aligner, load_predictor
     from tts.frontend import Frontend
-    from tts.testing import tiny_vae_config
     from tts.train import TrainConfig
     from vocoder_vae.model import AudioVAE
 

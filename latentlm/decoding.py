@@ -17,7 +17,7 @@ Grammar enforced by logit masks (the model is free everywhere else):
   ``script_max_run`` (one int, or per row one limit per script token plus one for after the last): after this
   many latents since the last script token the next one is forced (after the last: the span's end).
   ``script_min_run`` (same shapes): before this many latents the next script token (after the last: the span's
-  end) is not allowed; min == max forces given durations (tts.duration). The span cap wins over both.
+  end) is not allowed; min == max forces given durations (tts.duration_predictor). The span cap wins over both.
   ``script_bias`` is added to the next script token's logit (> 0: move on sooner).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.

@@ -31,8 +31,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tts(tmp_path_factory):
+    from tests.helpers import make_tiny_release
     from tts.model import TTS
-    from tts.testing import make_tiny_release
 
     return TTS.from_pretrained(make_tiny_release(tmp_path_factory.mktemp("release")))
 

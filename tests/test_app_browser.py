@@ -35,8 +35,8 @@ PROMPT_TEXT = "For the twentieth time that evening the two men shook hands."
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     import app
+    from tests.helpers import make_tiny_release
     from tts.model import TTS
-    from tts.testing import make_tiny_release
 
     tts = TTS.from_pretrained(make_tiny_release(tmp_path_factory.mktemp("release")))
     demo = app.build_demo(tts, app.AppConfig())

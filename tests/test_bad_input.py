@@ -17,10 +17,10 @@ import soundfile as sf
 from evaluation.audio import AudioError
 from evaluation.audio import load_audio as eval_load_audio
 from latentlm.model import LatentLM
+from tests.helpers import make_tiny_release, make_tiny_tts
 from tts.model import TTS, SynthesisResult, TTSInputError
 from tts.options import SynthesisOptions
 from tts.prepare import prepare_job
-from tts.testing import make_tiny_release, make_tiny_tts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 AEW, AXB = EXAMPLES / "arctic_aew_a0003.wav", EXAMPLES / "arctic_axb_a0006.wav"  # 16 kHz, 3.5 s each

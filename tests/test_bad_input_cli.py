@@ -14,11 +14,11 @@ import soundfile as sf
 import app
 from evaluation import run as eval_cli
 from evaluation.librispeech import read_jobs as read_eval_jobs
+from tests.helpers import make_tiny_release
 from tts import batch as batch_cli
 from tts import synthesize as synth_cli
 from tts.manifests import read_jsonl
 from tts.model import TTS
-from tts.testing import make_tiny_release
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 AEW = EXAMPLES / "arctic_aew_a0003.wav"

@@ -18,10 +18,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from tests.helpers import ServerProcess, make_tiny_release, make_tiny_tts
 from tts.audio_formats import PCM_RATE, FormatError, check_format, encode_stream, wav_header
 from tts.job_pool import JobPool, QueueFull
 from tts.resample import StreamResampler
-from tts.testing import ServerProcess, make_tiny_release, make_tiny_tts
 from tts.voices import VoiceExists, VoiceInputError, VoiceNotFound, VoiceStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import make_tiny_tts
 from tts.frontend import Frontend, normalize_text, split_sentences
-from tts.testing import make_tiny_tts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 AEW = EXAMPLES / "arctic_aew_a0003.wav"

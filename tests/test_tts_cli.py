@@ -7,9 +7,9 @@ import json
 import pytest
 import soundfile as sf
 
+from tests.helpers import make_tiny_release
 from tts import batch as batch_cli
 from tts import synthesize as synth_cli
-from tts.testing import make_tiny_release
 
 LJ1_TEXT = "Printing, in the only sense with which we are at present concerned,"
 

@@ -9,15 +9,15 @@ import torch
 from evaluation.normalize import word_errors
 from latentlm.config import load_config
 from latentlm.model import LatentLM
-from tts import ctc
-from tts.manifests import read_jsonl
-from tts.testing import (
+from tests.helpers import (
     make_tiny_corpus,
     ragged_training_batch,
     random_training_row,
     tiny_tts_config,
     write_tiny_recipe,
 )
+from tts import ctc
+from tts.manifests import read_jsonl
 from tts.train import TrainConfig, Trainer
 
 

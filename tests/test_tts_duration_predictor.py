@@ -1,4 +1,4 @@
-"""The phoneme duration predictor (tts/duration.py, tts/duration_train.py) and forced-duration synthesis."""
+"""The phoneme duration predictor (tts/duration_predictor.py, tts/duration_train.py) and forced-duration synthesis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tts.duration import (
+from tests.helpers import make_tiny_corpus, make_tiny_release, make_tiny_tts
+from tts.duration_predictor import (
     DurationConfig,
     DurationPredictor,
     load_predictor,
@@ -21,7 +22,6 @@ from tts.frontend import Frontend
 from tts.model import TTS, TTSInputError
 from tts.phone_hmm import units
 from tts.prepare import prepare_job
-from tts.testing import make_tiny_corpus, make_tiny_release, make_tiny_tts
 
 TEXTS = [
     "Printing, in the only sense with which we are at present concerned.",
@@ -168,9 +168,9 @@ def test_duration_train_cli_writes_a_loadable_release(real_speech_dir, tmp_path,
 
 def test_a_run_timed_by_the_predictor_ships_it(real_speech_dir, tmp_path):
     from latentlm.config import load_config, save_config
+    from tests.helpers import write_tiny_recipe
     from tts.export import export
     from tts.manifests import read_jsonl
-    from tts.testing import write_tiny_recipe
     from tts.train import TrainConfig, Trainer
 
     c = _corpus_with_durations(real_speech_dir, tmp_path / "corpus")

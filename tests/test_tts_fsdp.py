@@ -10,8 +10,8 @@ import torch
 
 from latentlm.checkpoint import load_training_state
 from latentlm.config import load_config
+from tests.helpers import make_tiny_corpus, run_tts_train, write_tiny_recipe
 from tts.manifests import read_jsonl
-from tts.testing import make_tiny_corpus, run_tts_train, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]

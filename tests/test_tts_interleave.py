@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from latentlm.config import load_config
+from tests.helpers import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
 from tts.data import LatentStore, PromptTargetDataset, collate
 from tts.frontend import Frontend
 from tts.layout import MODALITY, generation_prefix, interleaved_script, training_batch
@@ -16,7 +17,6 @@ from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
 from tts.script import item_durations, target_script
 from tts.store_files import phoneme_cache
-from tts.testing import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
 

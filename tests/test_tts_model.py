@@ -12,10 +12,10 @@ import soundfile as sf
 import torch
 
 from latentlm.sequence import pack
+from tests.helpers import make_tiny_release, make_tiny_tts
 from tts.layout import MODALITY, training_batch, training_spans
 from tts.model import TTS, SynthesisResult, TTSInputError
 from tts.rows import frame_cap
-from tts.testing import make_tiny_release, make_tiny_tts
 
 
 @pytest.fixture(scope="module")

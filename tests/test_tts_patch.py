@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from latentlm.config import load_config
+from tests.helpers import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
 from tts.data import LatentStore
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSConfig, TTSInputError
 from tts.patch import repeat_stats, to_frames, to_items
-from tts.testing import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
 

@@ -14,11 +14,11 @@ import torch
 
 from latentlm.checkpoint import load_training_state
 from latentlm.config import load_config
+from tests.helpers import make_tiny_corpus, run_tts_train, subprocess_env, write_tiny_recipe
 from tts.frontend import TEXT_NORM_VERSION, Frontend
 from tts.manifests import read_jsonl
 from tts.model import TTS
 from tts.store_files import phoneme_cache
-from tts.testing import make_tiny_corpus, run_tts_train, subprocess_env, write_tiny_recipe
 from tts.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]

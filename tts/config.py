@@ -46,7 +46,7 @@ class TTSConfig:
     max_pause_seconds: float = 0.6
     advance_bias: float = 0.0  # interleaved synthesis: added to the next symbol's logit (> 0: faster speech)
     # interleaved synthesis, who decides when the next symbol starts: "lm" (the LM head, within the run limits
-    # above) or "predictor" (tts/duration.py: durations predicted in the prompt's tempo, forced exactly; the
+    # above) or "predictor" (tts/duration_predictor.py: durations predicted in the prompt's tempo, forced exactly; the
     # release's duration/ folder)
     timing: str = "lm"
     # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);

@@ -1,4 +1,4 @@
-"""Train the phoneme duration predictor (tts/duration.py) on a latent store's aligned durations.
+"""Train the phoneme duration predictor (tts/duration_predictor.py) on a latent store's aligned durations.
 
     python -m tts.duration_train --latents data/latents --manifest data/corpus/train.jsonl --out runs/duration
     python -m tts.export RUN RELEASE --duration runs/duration    # ships it in the TTS release (duration/)
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from tts.duration import (
+from tts.duration_predictor import (
     DurationConfig,
     DurationPredictor,
     load_aligner,

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     given = None
     if args.aligner:
-        from tts.duration import load_aligner
+        from tts.duration_predictor import load_aligner
 
         given = load_aligner(args.aligner)
         if given is None:

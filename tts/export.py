@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from latentlm.checkpoint import load_state_dict_strict, load_training_state
 from latentlm.config import load_config
 from latentlm.model import LatentLM
-from tts.duration import load_aligner, load_predictor
+from tts.duration_predictor import load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.model import TTS
 from tts.store_files import duration_model_dir

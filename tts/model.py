@@ -41,7 +41,7 @@ from latentlm.checkpoint import load_release, load_state_dict_strict, save_relea
 from latentlm.config import from_dict
 from latentlm.model import LatentLM
 from tts.config import TTSConfig
-from tts.duration import DurationPredictor, load_aligner, load_predictor
+from tts.duration_predictor import DurationPredictor, load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.layout import MODALITY, generation_prefix, interleaved_script
 from tts.options import SynthesisOptions, TTSInputError
@@ -56,7 +56,7 @@ __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
 
 RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
-DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration.py), when the release has one
+DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration_predictor.py), when the release has one
 
 
 @dataclass
@@ -138,7 +138,7 @@ class TTS:
         save_release(directory, self.lm, self.cfg, meta=full, kind=RELEASE_KIND)
         self.vae.save_pretrained(directory / VAE_SUBDIR)
         if self.duration is not None:
-            from tts.duration import save_predictor
+            from tts.duration_predictor import save_predictor
 
             save_predictor(self.duration, directory / DURATION_SUBDIR, aligner=self.aligner)
         return directory

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from tts.continuation import continuation_job
-from tts.duration import phone_units
+from tts.duration_predictor import phone_units
 from tts.layout import SPACE_ID
 from tts.options import SynthesisOptions, TTSInputError
 from tts.positions import MIN_ROOM_SECONDS, split_in_two

@@ -86,7 +86,7 @@ def frame_floor(cfg: TTSConfig, n_phonemes: int, cap: int) -> int:
 
 
 def tempo(cfg: TTSConfig, frames: int, phones: int) -> float:
-    """A prompt's VAE frames per phone unit (tts.duration.speaking_rate), clamped to ``PHONE_SECONDS``."""
+    """A prompt's VAE frames per phone unit (tts.duration_predictor.speaking_rate), clamped to ``PHONE_SECONDS``."""
     fps = cfg.frame_rate
     return min(max(frames / max(1, phones), PHONE_SECONDS[0] * fps), PHONE_SECONDS[1] * fps)
 

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from tts.data import LatentStore, load_audio
-from tts.duration import load_aligner
+from tts.duration_predictor import load_aligner
 from tts.manifests import Utterance, read_jsonl, write_jsonl
 from tts.phone_hmm import SYMBOLS, PhoneAligner
 

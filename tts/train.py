@@ -44,7 +44,6 @@ from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
 from latentlm.sequence import Batch
 from latentlm.training import ema_update_, fit_loop
-from tts.batches import Cursor, Job, LayoutView, MicroBatches, as_is, build_micro_batch
 from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, load_audio
 from tts.frontend import Frontend
 from tts.layout import MODALITY
@@ -53,6 +52,7 @@ from tts.model import TTS
 from tts.patch import repeat_stats
 from tts.real_voices import check_no_heldout, read_heldout
 from tts.store_files import duration_model_dir, phoneme_cache
+from tts.train_batches import Cursor, Job, LayoutView, MicroBatches, as_is, build_micro_batch
 from tts.train_config import TrainConfig
 from tts.train_losses import TrainLosses
 from vocoder_vae.model import AudioVAE
@@ -414,7 +414,7 @@ class Trainer:
                 f'tts.timing "predictor" needs a duration predictor at {path}: run python -m tts.duration_train '
                 f"--latents {c.latents} --manifest {c.manifest} --out {path} (or set data.duration_model)"
             )
-        from tts.duration import load_aligner, load_predictor
+        from tts.duration_predictor import load_aligner, load_predictor
 
         return load_predictor(path, device=self.device), load_aligner(path)
 

@@ -36,7 +36,7 @@ LONG = ["103-1240-0000"]  # 14.1 s: test_vocoder_vae, test_evaluation_protocol (
 
 DEV = [f"coqui__LJ001-000{i}.wav" for i in range(1, 7)] + [
     "coqui__LJ001-0011.wav",  # examples/lj_LJ001-0011.wav (test_app checks the examples' transcripts)
-    "lhotse__LJ002-0020.wav",  # tts.testing.make_tiny_corpus: the two shortest clips of each speaker
+    "lhotse__LJ002-0020.wav",  # tests.helpers.make_tiny_corpus: the two shortest clips of each speaker
     "lhotse__LJ002-0035.wav",
     *[f"pyroomacoustics__cmu_arctic_us_aew_a000{i}.wav" for i in range(1, 4)],
     *[f"pyroomacoustics__cmu_arctic_us_axb_a000{i}.wav" for i in range(4, 7)],

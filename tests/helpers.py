@@ -1,4 +1,4 @@
-"""Tiny untrained TTS releases for fast tests of every front end (CLIs, batch, Gradio app).
+"""Test helpers: tiny untrained TTS releases for fast tests of every front end (CLIs, batch, Gradio app, server).
 
     path = make_tiny_release(tmp_path / "tts")    # about a second; loads with TTS.from_pretrained(path)
 
@@ -22,7 +22,7 @@ from latentlm.head import HeadConfig
 from latentlm.model import LatentLM, LatentLMConfig
 from latentlm.sigma_vae import BottleneckConfig
 from latentlm.transformer import TransformerConfig
-from tts.duration import DurationConfig, DurationPredictor
+from tts.duration_predictor import DurationConfig, DurationPredictor
 from tts.frontend import Frontend
 from tts.layout import MODALITY, training_batch
 from tts.model import TTS, TTSConfig
