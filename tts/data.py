@@ -1,4 +1,5 @@
-"""TTS training data: latent extraction to safetensors shards, prompt/target pairs, length buckets, collation.
+"""TTS training data: latent extraction to safetensors shards, prompt/target pairs, length buckets, collation,
+the fixed validation prompts of a run's audio samples.
 
 Dimension legend: B batch, T latent frames, N phoneme tokens, D latent dim.
 
@@ -405,3 +406,18 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
     def __len__(self) -> int:
         b = self._batches()
         return len(b) if len(b) < self.world_size else len(b) // self.world_size
+
+
+def validation_prompts(rows: list[Utterance], n: int) -> list[tuple]:
+    """n fixed (text, (sr, prompt wav), prompt text) triples: target and prompt from one speaker."""
+    by_spk: dict[str, list[Utterance]] = {}
+    for r in sorted(rows, key=lambda r: r.id):
+        by_spk.setdefault(r.speaker, []).append(r)
+    out = []
+    for utts in by_spk.values():
+        if len(out) >= n:
+            break
+        if len(utts) >= 2:
+            wav, sr = load_audio(utts[0])
+            out.append((utts[1].text, (sr, wav[: sr * 6]), utts[0].text if len(wav) <= sr * 6 else None))
+    return [x for x in out if x[2] is not None]

@@ -29,9 +29,16 @@ from tts.duration_predictor import load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.model import TTS
 from tts.store_files import duration_model_dir
-from tts.train import release_meta
 from tts.train_config import TrainConfig
 from vocoder_vae.model import AudioVAE
+
+
+def release_meta(cfg: TrainConfig, step: int, **extra) -> dict:
+    """What a release records of the run it came from."""
+    meta = {"steps": step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae, **extra}
+    if cfg.init_from:
+        meta["init_from"] = cfg.init_from
+    return meta
 
 
 def read_run(run: str | Path) -> tuple[TrainConfig, dict[str, torch.Tensor], int]:

@@ -44,7 +44,8 @@ from latentlm.config import load_config, to_dict
 from latentlm.model import LatentLM
 from latentlm.sequence import Batch
 from latentlm.training import ema_update_, fit_loop
-from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, load_audio
+from tts.data import LatentStore, LengthBucketSampler, PromptTargetDataset, validation_prompts
+from tts.export import release_meta
 from tts.frontend import Frontend
 from tts.layout import MODALITY
 from tts.manifests import Utterance, read_jsonl
@@ -438,29 +439,6 @@ class Trainer:
             postfix=lambda logs: {"lm": f"{logs['lm']:.3f}", "diff": f"{logs[f'diff_{MODALITY}']:.3f}"},
             sample_fn=(lambda writer: self._write_samples(writer, valid)) if valid else None,
         )
-
-
-def release_meta(cfg: TrainConfig, step: int, **extra) -> dict:
-    """What a release records of the run it came from."""
-    meta = {"steps": step, "train_manifest": cfg.data.manifest, "vae_source": cfg.vae, **extra}
-    if cfg.init_from:
-        meta["init_from"] = cfg.init_from
-    return meta
-
-
-def validation_prompts(rows: list[Utterance], n: int) -> list[tuple]:
-    """n fixed (text, (sr, prompt wav), prompt text) triples: target and prompt from one speaker."""
-    by_spk: dict[str, list[Utterance]] = {}
-    for r in sorted(rows, key=lambda r: r.id):
-        by_spk.setdefault(r.speaker, []).append(r)
-    out = []
-    for utts in by_spk.values():
-        if len(out) >= n:
-            break
-        if len(utts) >= 2:
-            wav, sr = load_audio(utts[0])
-            out.append((utts[1].text, (sr, wav[: sr * 6]), utts[0].text if len(wav) <= sr * 6 else None))
-    return [x for x in out if x[2] is not None]
 
 
 def main(argv: list[str] | None = None) -> None:
