@@ -5,7 +5,7 @@ One generated row holds (tts/layout.py):
     <bos> phonemes(prompt + " " + sentence) <bo_audio> prompt items [ph_1] items (ph_k items)... <eo_audio>
 
 so a long prompt, a long prompt transcript, a long sentence or a slow ``speed`` can overflow the positions even
-inside the documented limits (30 s prompts, 250-character sentences, speed 0.5). ``TTS._prepare`` counts the
+inside the documented limits (30 s prompts, 250-character sentences, speed 0.5). ``tts.prepare`` counts the
 positions of every sentence BEFORE any audio is encoded or generated: a sentence that does not fit is split in
 two at the word boundary nearest its middle (repeatedly); where even one word does not fit beside the prompt the
 job is refused, with the numbers and what to change. For LM-timed releases a sentence's length cap is lowered
