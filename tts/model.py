@@ -12,15 +12,16 @@ Dimension legend: B rows, T latent frames, D latent dim, L samples.
 A release directory holds ``model.safetensors`` + ``config.json`` (kind "tts": the TTSConfig, and in ``meta`` the
 front end's vocabulary and espeak-ng version) and the audio VAE release in ``vae/``. Loading is strict.
 
-Input rules (``TTSInputError``, a ValueError; docs/BAD_INPUT.md): the settings are one ``SynthesisOptions``
-(tts/options.py), checked before any work (tts/prepare.py); text must phonemize to something; the prompt
-(tts/prompt.py) must be
-readable, at a sane rate, not silent, between ``min_prompt_seconds`` (1 s) and ``max_prompt_seconds`` (30 s;
-longer prompts are rejected, not trimmed, because a trimmed prompt would no longer match a given prompt_text).
-Bare arrays / tensors are taken to be at the model's sample rate; pass ``(sample_rate, array)`` otherwise. Stereo
-is averaged. A sentence that would overflow the trunk's positions beside the prompt is split at a word boundary
-before anything is encoded (tts/positions.py). Every sentence becomes a row (tts/rows.py), the same for the three
-calls; continuation mode is tts/continuation.py; the release's config is tts/config.py.
+Input rules (``TTSInputError``, a ValueError; docs/BAD_INPUT.md), all checked by tts/prepare.py before any work:
+the settings are one ``SynthesisOptions`` (tts/options.py); text must phonemize to something; the prompt
+(tts/prompt.py) must be readable, at a sane rate, not silent, between ``min_prompt_seconds`` (1 s) and
+``max_prompt_seconds`` (30 s; longer prompts are rejected, not trimmed, because a trimmed prompt would no longer
+match a given prompt_text). Bare arrays / tensors are taken to be at the model's sample rate; pass
+``(sample_rate, array)`` otherwise. Stereo is averaged. A sentence that would overflow the trunk's positions
+beside the prompt is split at a word boundary before anything is encoded (tts/positions.py).
+
+Layout: the release's config is tts/config.py; every sentence becomes one ``Row`` (tts/rows.py), built once and
+read by all three calls; continuation mode is tts/continuation.py; the decoding loop is ``TTS._frames`` here.
 Length cap per sentence: ``ceil(phonemes * max_frames_per_phoneme) + min_cap_seconds * frame_rate`` frames,
 at most ``max_output_seconds`` (and ``max_seconds`` of the call). The end of speech is the LM head's
 ``<eo_audio>`` (greedy by default: ``token_temperature`` 0).
@@ -56,7 +57,7 @@ __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
 
 RELEASE_KIND = "tts"
 VAE_SUBDIR = "vae"
-DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration_predictor.py), when the release has one
+DURATION_SUBDIR = "duration"  # the duration predictor's release (tts/duration_predictor.py), if any
 
 
 @dataclass
