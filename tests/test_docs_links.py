@@ -1,5 +1,6 @@
 """The docs' links resolve: relative markdown links (and their #anchors) in README.md, docs/, model cards and
-recipe READMEs, and every ``docs/....md`` path named anywhere in the code, recipes, tests or docs."""
+recipe READMEs, every ``docs/....md`` path named anywhere in the code, recipes, tests or docs, and the section
+a name quotes after it (docs/TTS.md "Streaming") is a heading of that page."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 DOC_PATH = re.compile(r"\bdocs/[\w./-]*\w\.md\b")
+DOC_SECTION = re.compile(r"\b(docs/[\w./-]*\w\.md)[ ,(]*\"([^\"]+)\"")
 
 
 def _tracked(*patterns: str) -> list[Path]:
@@ -71,3 +73,20 @@ def test_named_doc_paths_exist():
             if not (ROOT / name).is_file() and not (f.parent / name).is_file():
                 bad.add(f"{f.relative_to(ROOT)}: {name}")
     assert not bad, "docs named that do not exist:\n" + "\n".join(sorted(bad))
+
+
+def test_quoted_sections_exist():
+    files = _tracked("*.py", "*.md", "*.yaml", "*.sh")
+    bad = set()
+    for f in files:
+        if f.name == Path(__file__).name:
+            continue
+        for name, section in DOC_SECTION.findall(f.read_text(encoding="utf-8", errors="replace")):
+            page = ROOT / name
+            if not page.is_file():
+                continue  # test_named_doc_paths_exist reports it
+            text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+            headings = [h.strip() for h in re.findall(r"^#+ (.+)$", text, flags=re.M)]
+            if not any(h.startswith(section) for h in headings):
+                bad.add(f'{f.relative_to(ROOT)}: {name} "{section}"')
+    assert not bad, "sections named that are not headings of their page:\n" + "\n".join(sorted(bad))
