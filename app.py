@@ -230,6 +230,7 @@ def build_demo(
     streaming = cfg.streaming if cfg.streaming is not None else shutil.which("ffmpeg") is not None
     # the release's own guidance default when the model is already loaded (TTSConfig.cfg_scale)
     default_cfg = float(getattr(getattr(tts_or_loader, "cfg", None), "cfg_scale", 1.5))
+    default_temperature = float(getattr(getattr(tts_or_loader, "cfg", None), "temperature", 1.0))
 
     def settings(prompt_text, steps, guidance, temperature, seed, speed) -> dict:
         """The form's settings, checked first (SynthesisOptions: NaN, inf, huge seeds are refused)."""
@@ -296,7 +297,9 @@ def build_demo(
                         guidance = gr.Slider(
                             1.0, 4.0, value=default_cfg, step=0.1, label="Guidance (CFG scale)"
                         )
-                        temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="Temperature")
+                        temperature = gr.Slider(
+                            0.1, 1.5, value=default_temperature, step=0.05, label="Temperature"
+                        )
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         speed = gr.Slider(
                             0.5, 2.0, value=1.0, step=0.05, label="Speed (models with a duration predictor)"

@@ -310,17 +310,22 @@ def test_continuation_mode_keeps_the_prompt_and_continues(tts, dev):
         tts.synthesize("x y z.", prompt, prompt_text="the start", continuation=True)
 
 
+def _spy_on_decoding(tts: TTS, setting: str) -> list:
+    """The list that collects ``setting`` of every decoding call tts makes from now on."""
+    seen, real_stream = [], tts.lm.generate_stream
+
+    def spy(prefix, **kwargs):
+        seen.append(kwargs[setting])
+        return real_stream(prefix, **kwargs)
+
+    tts.lm.generate_stream = spy
+    return seen
+
+
 def test_the_release_sets_the_default_guidance(dev):
     kw = dict(prompt_text=dev["lj1_text"], max_seconds=0.4, seed=3, steps=2)
     strong = make_tiny_tts(seed=0, cfg_scale=3.0)
-    seen = []
-    real_stream = strong.lm.generate_stream
-
-    def spy(prefix, **kwargs):
-        seen.append(kwargs["cfg"])
-        return real_stream(prefix, **kwargs)
-
-    strong.lm.generate_stream = spy
+    seen = _spy_on_decoding(strong, "cfg")
     strong.synthesize("Hello.", dev["lj1"], **kw)
     strong.synthesize("Hello.", dev["lj1"], cfg=1.5, **kw)
     strong.synthesize_batch([dict(text="Hello.", prompt_audio=dev["lj1"], **kw)])
@@ -328,3 +333,21 @@ def test_the_release_sets_the_default_guidance(dev):
     assert seen == [3.0, 1.5, 3.0, 3.0]
     with pytest.raises(ValueError, match="cfg_scale"):
         make_tiny_tts(seed=0, cfg_scale=-1.0)
+
+
+def test_the_release_sets_the_default_temperature(dev, tmp_path):
+    """temperature=None (every front end's default) is the release's TTSConfig.temperature; it travels in the
+    release's config.json; a call's own temperature wins."""
+    kw = dict(prompt_text=dev["lj1_text"], max_seconds=0.4, seed=3, steps=2)
+    cool = TTS.from_pretrained(make_tiny_release(tmp_path / "rel", seed=0, temperature=0.7))
+    assert cool.cfg.temperature == 0.7
+    seen = _spy_on_decoding(cool, "temperature")
+    a = cool.synthesize("Hello.", dev["lj1"], **kw)
+    b = cool.synthesize("Hello.", dev["lj1"], temperature=0.7, **kw)
+    cool.synthesize("Hello.", dev["lj1"], temperature=1.0, **kw)
+    cool.synthesize_batch([dict(text="Hello.", prompt_audio=dev["lj1"], **kw)])
+    list(cool.stream("Hello.", dev["lj1"], **kw))
+    assert seen == [0.7, 0.7, 1.0, 0.7, 0.7]
+    np.testing.assert_array_equal(a.audio, b.audio)
+    with pytest.raises(ValueError, match="temperature"):
+        make_tiny_tts(seed=0, temperature=-0.5)

@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         "--cfg", type=float, default=None, help="guidance scale (default: the release's cfg_scale)"
     )
     ap.add_argument("--speed", type=float, default=1.0, help="default speed of jobs without a speed (0.5-2)")
-    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="diffusion noise scale (default: the release's temperature)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="seed of jobs without their own")
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--device", default="cpu")

@@ -52,6 +52,9 @@ class TTSConfig:
     # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);
     # a release sets what suits it (tts_demo: 3 with predictor timing; docs/experiments/decoding-settings.md)
     cfg_scale: float = 1.5
+    # synthesis: the diffusion temperature (noise scale of each frame's sampler) when a call passes
+    # temperature=None (tts_demo: 0.7, docs/experiments/real-voices.md)
+    temperature: float = 1.0
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
@@ -98,6 +101,8 @@ class TTSConfig:
             )
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if not 0 <= self.temperature <= 10:
+            raise ValueError(f"temperature must be in [0, 10], got {self.temperature}")
         if self.timing not in TIMINGS:
             raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
         if self.timing == "predictor" and not self.interleave:

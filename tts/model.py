@@ -188,6 +188,7 @@ class TTS:
         layout only; their durations, when every row has them, are forced exactly (else the LM head decides,
         within ``_run_limits``)."""
         cfg = self.cfg.cfg_scale if cfg is None else float(cfg)  # steps, cfg, temperature: SynthesisOptions
+        temperature = self.cfg.temperature if temperature is None else float(temperature)
         caps = [r.cap for r in rows]
         scripts = [r.script for r in rows] if self.cfg.interleave else None
         prefix, uncond = generation_prefix(self.lm, [r.phonemes for r in rows], prompts, cfg, scripts)
@@ -303,7 +304,7 @@ class TTS:
         prompt_text: str | None = None,
         steps: int = 10,
         cfg: float | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         seed: int = 0,
         max_seconds: float | None = None,
         continuation: bool = False,
@@ -355,7 +356,7 @@ class TTS:
         prompt_text: str | None = None,
         steps: int = 10,
         cfg: float | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         seed: int = 0,
         max_seconds: float | None = None,
         chunk_frames: int = 4,
@@ -441,7 +442,8 @@ class TTS:
         rows = []  # (job index, sentence index, settings, seed)
         for i, (p, o) in enumerate(zip(prepared, settings)):
             if isinstance(p, SynthesisJob):
-                key = (o.steps, float(self.cfg.cfg_scale if o.cfg is None else o.cfg), o.temperature)
+                cfg_ = float(self.cfg.cfg_scale if o.cfg is None else o.cfg)
+                key = (o.steps, cfg_, float(self.cfg.temperature if o.temperature is None else o.temperature))
                 rows += [(i, s, key, o.seed) for s in range(len(p.rows))]
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}

@@ -1,6 +1,6 @@
 """Synthesis options: the one place where the decoding settings of every front end are checked.
 
-    opts = SynthesisOptions(steps=10, cfg=None, temperature=1.0, seed=0, max_seconds=None, speed=1.0)
+    opts = SynthesisOptions(steps=10, cfg=None, temperature=None, seed=0, max_seconds=None, speed=1.0)
     tts.synthesize(text, prompt, options=opts)        # or the same settings as keyword arguments
     SynthesisOptions.from_mapping({"seed": "3", "speed": 0.8})   # a job row / form: strings are parsed
 
@@ -8,7 +8,7 @@ Modelled on whisper's ``DecodingOptions``: a frozen dataclass, checked when it i
 a seed torch cannot take, a string that is not a number) is refused before any work (no prompt is read, no
 frame generated). ``TTS.synthesize`` / ``stream`` / ``synthesize_batch``, ``tts.synthesize``, ``tts.batch`` and
 ``app.py`` all build one. What depends on the release (speed needs predictor timing; ``cfg=None`` means the
-release's ``cfg_scale``) is checked by the model.
+release's ``cfg_scale``, ``temperature=None`` its ``temperature``) is checked by the model.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _integer(name: str, value: Any, lo: int, hi: int, hint: str) -> int:
 class SynthesisOptions:
     steps: int = 10  # DPM-Solver++ steps per latent frame
     cfg: float | None = None  # classifier-free guidance scale; None = the release's cfg_scale
-    temperature: float = 1.0  # diffusion noise scale
+    temperature: float | None = None  # diffusion noise scale; None = the release's temperature
     seed: int = 0  # every sentence draws its noise from (seed, sentence index)
     max_seconds: float | None = None  # cap per sentence (the release's max_output_seconds caps it too)
     speed: float = 1.0  # 0.5-2: predicted durations / speed (releases timed by a duration predictor)
@@ -76,8 +76,14 @@ class SynthesisOptions:
             "cfg": None
             if self.cfg is None
             else _number("cfg", self.cfg, 0.0, MAX_CFG, "guidance scale, 1 = off; or None for the release's"),
-            "temperature": _number(
-                "temperature", self.temperature, 0.0, MAX_TEMPERATURE, "diffusion noise scale, e.g. 1.0"
+            "temperature": None
+            if self.temperature is None
+            else _number(
+                "temperature",
+                self.temperature,
+                0.0,
+                MAX_TEMPERATURE,
+                "diffusion noise scale, e.g. 0.7; or None for the release's",
             ),
             "seed": _integer("seed", self.seed, 0, MAX_SEED, "any whole number in that range"),
             "max_seconds": None
@@ -97,11 +103,11 @@ class SynthesisOptions:
         cls, values: Mapping[str, Any], defaults: SynthesisOptions | None = None
     ) -> SynthesisOptions:
         """The option keys of ``values`` (a job row, form values; other keys are ignored; a None leaves the
-        default, except for cfg and max_seconds, where None is a value) over ``defaults``."""
+        default, except for cfg, temperature and max_seconds, where None is a value) over ``defaults``."""
         base = defaults or cls()
         kw = {f.name: getattr(base, f.name) for f in fields(cls)}
         for k in kw:
-            if k in values and (values[k] is not None or k in ("cfg", "max_seconds")):
+            if k in values and (values[k] is not None or k in ("cfg", "temperature", "max_seconds")):
                 kw[k] = values[k]
         return cls(**kw)
 

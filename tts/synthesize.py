@@ -1,7 +1,7 @@
 """One utterance from the command line (calls only the public TTS API).
 
     python -m tts.synthesize --checkpoint checkpoints/tts_demo --text "Hello there." --prompt prompt.wav \
-        [--prompt-text "what the prompt says"] --out out.wav [--steps 10 --cfg CFG --temperature 1.0 --seed 0]
+        [--prompt-text "what the prompt says"] --out out.wav [--steps 10 --cfg CFG --temperature T --seed 0]
 
 Without --prompt-text the prompt is transcribed by the offline Whisper-base model.
 """
@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="classifier-free guidance scale (1 = off; default: the release's)",
     )
-    ap.add_argument("--temperature", type=float, default=1.0, help="diffusion noise scale")
+    ap.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="diffusion noise scale (default: the release's temperature)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=None, help="cap per sentence")
     ap.add_argument("--speed", type=float, default=1.0, help="0.5-2 (releases timed by a duration predictor)")
