@@ -62,3 +62,37 @@ def test_shipped_release_output_is_unchanged(real_speech_dir, real_manifest):
     _check_against_reference(streamed, res.info["frames"], ref)
     [batched] = tts.synthesize_batch([dict(text=REFERENCE_TEXT, prompt_audio=prompt, **kw)])
     _check_against_reference(batched.audio, batched.info["frames"], ref)
+
+
+def write_reference(real_speech_dir: Path) -> None:
+    """Rewrite the pinned output from the release as it is now (for a change meant to alter it: a new release
+    or new release defaults): ``python tests/test_shipped_release.py --write`` from the repo root."""
+    import torch
+
+    from tests.conftest import read_tsv
+    from tts.model import TTS
+
+    torch.set_num_threads(1)  # as the tests run
+    tts = TTS.from_pretrained(RELEASE)
+    [row] = [r for r in read_tsv(real_speech_dir / "dev" / "manifest.tsv") if r["file"] == Path(PROMPT).name]
+    res = tts.synthesize(REFERENCE_TEXT, real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0)
+    a = res.audio
+    np.savez(
+        REFERENCE,
+        head=a[:2000],
+        tail=a[-2000:],
+        length=np.int64(len(a)),
+        frames=np.asarray(res.info["frames"]),
+        rms=np.float64(np.sqrt(np.mean(a.astype(np.float64) ** 2))),
+        absmax=np.float64(np.abs(a).max()),
+    )
+    print(f"wrote {REFERENCE}: {len(a)} samples, frames {res.info['frames']}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_shipped_release.py --write   (rewrites the pinned output)")
+    sys.path.insert(0, str(REPO))
+    write_reference(REPO / "tests" / "data" / "real_speech")
