@@ -268,7 +268,7 @@ def _tsv(path: Path) -> list[dict]:
 def real_speech(
     root: str | Path, subsets: Iterable[str] = ("librispeech_train-clean-100",)
 ) -> list[Utterance]:
-    """The team's real clips (shared/data/real_speech). Default: the LibriSpeech training clips only; pass
+    """The team's real clips (a real speech folder: manifest.tsv per sub-folder). Default: the LibriSpeech training clips only; pass
     subsets=("dev",) for the held-out real dev set (never train on it)."""
     root = _require_dir(root, "real_speech")
     rows = []

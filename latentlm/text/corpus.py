@@ -5,7 +5,7 @@ Source, in order of preference (``load_corpus`` reports which one it used):
    packages, dumped with the ``bible`` command (``bible -f "Genesis 1:1-Revelation 22:21"``); verse references are
    stripped, one verse per line. ``books`` limits it to the first verses (by count) for quick runs.
 2. ``librispeech``: the transcripts of a real speech folder (``*/manifest.tsv`` with a ``transcript`` column, as in
-   the team's ``shared/data/real_speech`` or the repo's ``tests/data/real_speech``; LibriSpeech reference text from
+   the team's real speech folder or the repo's ``tests/data/real_speech``; LibriSpeech reference text from
    public-domain LibriVox books), one utterance per line. The folder is an argument or ``$LATENTLM_REAL_SPEECH``.
 A plain text file (one document or line per row) can be given instead with ``path``.
 """
