@@ -12,6 +12,7 @@ from latentlm.head import HeadConfig
 from latentlm.model import LatentLMConfig
 from latentlm.transformer import TransformerConfig
 from tts.layout import MODALITY
+from tts.options import MAX_TEMPERATURE
 
 TIMINGS = ("lm", "predictor")
 
@@ -101,8 +102,8 @@ class TTSConfig:
             )
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
-        if not 0 <= self.temperature <= 10:
-            raise ValueError(f"temperature must be in [0, 10], got {self.temperature}")
+        if not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}")
         if self.timing not in TIMINGS:
             raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
         if self.timing == "predictor" and not self.interleave:

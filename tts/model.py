@@ -180,6 +180,13 @@ class TTS:
         the same noise whether it is synthesized alone, streamed, or decoded in a batch with others."""
         return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
 
+    def _guidance(self, cfg: float | None, temperature: float | None) -> tuple[float, float]:
+        """A call's guidance scale and diffusion temperature; None is the release's (cfg_scale, temperature)."""
+        return (
+            float(self.cfg.cfg_scale if cfg is None else cfg),
+            float(self.cfg.temperature if temperature is None else temperature),
+        )
+
     def _frames(
         self, rows: list[Row], prompts: list[Tensor], steps, cfg, temperature, generator
     ) -> Iterator[tuple]:
@@ -187,8 +194,7 @@ class TTS:
         normalised | None, stop reason | None) as they come. The rows' scripts are read by the interleaved
         layout only; their durations, when every row has them, are forced exactly (else the LM head decides,
         within ``_run_limits``)."""
-        cfg = self.cfg.cfg_scale if cfg is None else float(cfg)  # steps, cfg, temperature: SynthesisOptions
-        temperature = self.cfg.temperature if temperature is None else float(temperature)
+        cfg, temperature = self._guidance(cfg, temperature)  # steps, cfg, temperature: SynthesisOptions
         caps = [r.cap for r in rows]
         scripts = [r.script for r in rows] if self.cfg.interleave else None
         prefix, uncond = generation_prefix(self.lm, [r.phonemes for r in rows], prompts, cfg, scripts)
@@ -442,8 +448,7 @@ class TTS:
         rows = []  # (job index, sentence index, settings, seed)
         for i, (p, o) in enumerate(zip(prepared, settings)):
             if isinstance(p, SynthesisJob):
-                cfg_ = float(self.cfg.cfg_scale if o.cfg is None else o.cfg)
-                key = (o.steps, cfg_, float(self.cfg.temperature if o.temperature is None else o.temperature))
+                key = (o.steps, *self._guidance(o.cfg, o.temperature))
                 rows += [(i, s, key, o.seed) for s in range(len(p.rows))]
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}

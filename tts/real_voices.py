@@ -22,14 +22,13 @@ Writes ``OUT/train.jsonl`` (manifest rows to train on), ``OUT/dev.jsonl`` (the h
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tts.manifests import Utterance, by_speaker, real_speech, write_jsonl
+from tts.manifests import Utterance, _tsv, by_speaker, real_speech, write_jsonl
 
 TRAIN_SUBSETS = (
     "librispeech_train-clean-100",
@@ -65,8 +64,7 @@ def _speaker_info(root: Path, subset: str) -> dict[str, dict]:
     path = root / subset / "speakers.tsv"
     if not path.exists():
         return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        return {r["speaker_id"]: r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    return {r["speaker_id"]: r for r in _tsv(path)}
 
 
 def heldout_speakers(

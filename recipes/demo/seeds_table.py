@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from evaluation.normalize import WordErrors, aggregate_wer
 from evaluation.report import load_summary
 
 
@@ -24,22 +25,22 @@ def figures(s: dict) -> tuple[float, float, float]:
 
 
 def by_source(result_dir: str, source_of: dict[str, str]) -> dict[str, tuple[float, float, float]]:
-    """{job source: (words heard %, corpus WER %, mean SIM)} from a result folder's utterances.jsonl."""
-    acc: dict[str, list] = defaultdict(lambda: [0, 0, 0, []])  # errors (S+D), insertions, ref words, sims
+    """{job source: (words heard %, corpus WER %, mean SIM)} from a result folder's utterances.jsonl, aggregated as
+    evaluation.score aggregates a whole folder (evaluation.normalize.aggregate_wer)."""
+    counts: dict[str, list[WordErrors]] = defaultdict(list)
+    sims: dict[str, list[float]] = defaultdict(list)
     for line in (Path(result_dir) / "utterances.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r.get("error") is not None or "wer_counts" not in r:
             continue
-        c, a = r["wer_counts"], acc[source_of.get(r["id"], "?")]
-        a[0] += c["sub"] + c["del"]
-        a[1] += c["ins"]
-        a[2] += c["ref_words"]
+        src, c = source_of.get(r["id"], "?"), r["wer_counts"]
+        counts[src].append(WordErrors(c["sub"], c["del"], c["ins"], c["ref_words"]))
         if r.get("sim") is not None:
-            a[3].append(r["sim"])
+            sims[src].append(r["sim"])
     out = {}
-    for src, (sd, ins, n, sims) in acc.items():
-        sim = sum(sims) / len(sims) if sims else float("nan")
-        out[src] = (100 * (n - sd) / max(n, 1), 100 * (sd + ins) / max(n, 1), sim)
+    for src, cs in counts.items():
+        sim = {"mean": sum(sims[src]) / len(sims[src])} if sims[src] else {}
+        out[src] = figures({"wer": aggregate_wer(cs), "sim": sim})
     return out
 
 
@@ -59,9 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     print("| system | words heard % | WER % | SIM | scored | errors |")
     print("|---|---|---|---|---|---|")
     seeded: list[tuple[float, float, float]] = []
+    labels = []
     for d in a.dirs:
         s = load_summary(d)
         f = figures(s)
+        labels.append(s["system"])
         print(_row(s["system"], f, f" {s['n_scored']} | {s['n_errors']} |"))
         if re.search(r"seed \d+$", s["system"]):
             seeded.append(f)
@@ -73,10 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         source_of = {j["id"]: j.get("source", "?") for j in jobs}
         print("\n| system | source | words heard % | WER % | SIM |\n|---|---|---|---|---|")
         per: dict[str, list] = defaultdict(list)
-        for d in a.dirs:
-            label = load_summary(d)["system"]
+        for d, label in zip(a.dirs, labels):
             for src, f in sorted(by_source(d, source_of).items()):
-                print(f"| {label} | {src} | {f[0]:.1f} | {f[1]:.1f} | {f[2]:.3f} |")
+                print(_row(f"{label} | {src}", f))
                 if re.search(r"seed \d+$", label):
                     per[src].append(f)
         for src, fs in sorted(per.items()):
