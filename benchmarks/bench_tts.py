@@ -2,6 +2,7 @@
 streaming, and the speed-up from the KV cache.
 
     python -m benchmarks.bench_tts [--checkpoint checkpoints/tts_demo] [--seconds 10] [--steps 10] [--cfg CFG]
+        [--head both|reference|one_step]
     python -m benchmarks.bench_tts --checkpoint none --patch 4    # untrained, 4 VAE frames per item (tts.patch)
 
 Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
@@ -9,8 +10,9 @@ Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model
 length cap: speed does not depend on the weights, only on how many frames are generated. The label says which.
 ``--patch N`` (N > 1) always measures the untrained model with N frames per sequence item.
 
-- RTF = wall time / seconds of audio; breakdown: trunk forwards (prefill + one cached step per frame),
-  diffusion-head solver (``steps`` evaluations per frame, x2 rows with CFG), VAE decode, the rest.
+- RTF = wall time / seconds of audio, per head (the reference head: ``steps`` evaluations per frame, x2 rows
+  with CFG; the one-step head, latentlm/one_step.py: one evaluation, one row, trunk on one row too); breakdown:
+  trunk forwards (prefill + one cached step per item), diffusion head, VAE decode, the rest.
 - Time to first audio: from calling ``stream`` to its first chunk (prompt encoding and prefill included).
 - KV cache: trunk time with the cache against re-running the whole prefix + generated frames every step
   (measured on every 25th step and integrated over the generated length).
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 
 from latentlm.sequence import Batch
+from latentlm.one_step import OneStepConfig, student_from
 from tts.layout import MODALITY
 from tts.model import TTS, TTSConfig
 
@@ -125,6 +128,12 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--head",
+        choices=["reference", "one_step", "both"],
+        default="both",
+        help="diffusion head(s) to time (one_step on a release without one times an undistilled copy)",
+    )
+    ap.add_argument(
         "--patch", type=int, default=1, help="VAE frames per item of the untrained model (tts.patch)"
     )
     args = ap.parse_args()
@@ -143,44 +152,31 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}"
     )
     cfg = tts.cfg.cfg_scale if args.cfg is None else args.cfg
-    rows = 2 if cfg != 1.0 else 1
+    heads = ["reference", "one_step"] if args.head == "both" else [args.head]
+    if "one_step" in heads and tts.one_step is None:
+        # speed does not depend on the weights: an undistilled student of the same shape times the one-step path
+        student = student_from(tts.lm.heads[MODALITY])
+        tts.one_step = (student.eval(), OneStepConfig(head=student.cfg, cfg_scale=cfg))
+        print("one_step: this release has no one-step head; timing an undistilled copy of its head (speed only)")
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
-    tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
-
-    trunk, head = Timer(tts.lm, "forward"), Timer(tts.lm.heads[MODALITY], "sample")
-    res = tts.synthesize(TEXT, PROMPT, **kw)
-    tm = res.info["timings"]
-    audio_s = res.duration
-    frames = sum(res.info["frames"])
-    items = frames // tts.cfg.patch  # trunk steps
-    print(
-        f"\nsynthesis: {audio_s:.2f} s of audio ({frames} frames, stop {res.info['stop']}), steps {args.steps}, "
-        f"cfg {cfg:g}"
-    )
-    print(f"  RTF {tm['total_s'] / audio_s:.3f}  (wall {tm['total_s']:.2f} s)")
-    other = tm["total_s"] - trunk.total - head.total - tm["vae_decode_s"]
-    for name, t in [
-        ("trunk (prefill + cached steps)", trunk.total),
-        ("diffusion head solver", head.total),
-        ("VAE decode", tm["vae_decode_s"]),
-        ("prompt encode, text, glue", other),
-    ]:
-        print(f"  {name:32s} {t:7.3f} s  RTF {t / audio_s:.3f}  ({100 * t / tm['total_s']:.0f}%)")
-    print(
-        f"  per frame: trunk {1e3 * trunk.total / max(frames, 1):.1f} ms, head {1e3 * head.total / max(frames, 1):.1f} ms"
-        f" ({1e3 * head.total / max(items * args.steps, 1):.2f} ms per solver step, {rows} rows)"
-    )
-
-    trunk.remove()
-    head.remove()
-    t0 = time.perf_counter()
-    it = tts.stream(TEXT, PROMPT, chunk_frames=4, first_chunk_frames=1, **kw)
-    first = next(it)
-    ttfa = time.perf_counter() - t0
-    it.close()
-    print(
-        f"\nstreaming: time to first audio {ttfa:.3f} s (first chunk {len(first) / tts.sample_rate * 1e3:.0f} ms)"
-    )
+    for h in heads:
+        tts.synthesize("Warm up.", PROMPT, **{**head_kw(kw, h), "max_seconds": 0.5})
+    runs = {h: synthesis_breakdown(tts, head_kw(kw, h), args.steps, cfg) for h in heads}
+    if len(heads) == 2:
+        print(f"\none_step vs reference: {runs['reference'][2] / runs['one_step'][2]:.2f}x faster")
+    for h in heads:
+        t0 = time.perf_counter()
+        it = tts.stream(TEXT, PROMPT, chunk_frames=4, first_chunk_frames=1, **head_kw(kw, h))
+        first = next(it)
+        ttfa = time.perf_counter() - t0
+        it.close()
+        print(
+            f"\nstreaming ({h}): time to first audio {ttfa:.3f} s "
+            f"(first chunk {len(first) / tts.sample_rate * 1e3:.0f} ms)"
+        )
+    kw = head_kw(kw, heads[0])  # the KV-cache and paragraph figures: the first head
+    trunk, items, _, tm, audio_s = runs[heads[0]]
+    rows = 2 if cfg != 1.0 and heads[0] == "reference" else 1
 
     wav = tts.load_prompt(PROMPT)
     prompt = tts.encode_prompt(wav)  # [Tp // patch, patch * D]
@@ -192,6 +188,47 @@ def main() -> None:
         f"{(tm['total_s'] - trunk.total + nocache) / audio_s:.3f}"
     )
     paragraph(tts, kw)
+
+
+def head_kw(kw: dict, head: str) -> dict:
+    """The synthesis keywords for ``head`` (the one-step head decodes with the guidance it was distilled at)."""
+    return {**kw, "head": head, **({"cfg": None} if head == "one_step" else {})}
+
+
+def synthesis_breakdown(tts: TTS, kw: dict, steps: int, cfg: float) -> tuple:
+    """Synthesize TEXT once with ``kw`` and print RTF with its breakdown;
+    -> (trunk timer, items, RTF, timings, seconds of audio)."""
+    one = kw["head"] == "one_step"
+    trunk = Timer(tts.lm, "forward")
+    head_module = tts.one_step[0] if one else tts.lm.heads[MODALITY]
+    head = Timer(head_module, "sample")
+    res = tts.synthesize(TEXT, PROMPT, **kw)
+    trunk.remove()
+    head.remove()
+    tm = res.info["timings"]
+    audio_s = res.duration
+    frames = sum(res.info["frames"])
+    items = frames // tts.cfg.patch  # trunk steps
+    steps, rows = (1, 1) if one else (steps, 2 if cfg != 1.0 else 1)
+    print(
+        f"\nsynthesis, {kw['head']} head: {audio_s:.2f} s of audio ({frames} frames, stop {res.info['stop']}), "
+        f"{steps} head evaluation(s) per frame on {rows} row(s), cfg {cfg:g}"
+    )
+    print(f"  RTF {tm['total_s'] / audio_s:.3f}  (wall {tm['total_s']:.2f} s)")
+    other = tm["total_s"] - trunk.total - head.total - tm["vae_decode_s"]
+    for name, t in [
+        ("trunk (prefill + cached steps)", trunk.total),
+        ("diffusion head", head.total),
+        ("VAE decode", tm["vae_decode_s"]),
+        ("prompt encode, text, glue", other),
+    ]:
+        print(f"  {name:32s} {t:7.3f} s  RTF {t / audio_s:.3f}  ({100 * t / tm['total_s']:.0f}%)")
+    print(
+        f"  per frame: trunk {1e3 * trunk.total / max(frames, 1):.1f} ms ({trunk.calls} calls), head "
+        f"{1e3 * head.total / max(frames, 1):.1f} ms ({1e3 * head.total / max(items * steps, 1):.2f} ms per "
+        "evaluation)"
+    )
+    return trunk, items, tm["total_s"] / audio_s, tm, audio_s
 
 
 def paragraph(tts: TTS, kw: dict) -> None:

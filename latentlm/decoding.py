@@ -160,6 +160,7 @@ def iterate(
     script_max_run: int | Sequence[Sequence[int]] | None = None,
     script_min_run: int | Sequence[Sequence[int]] | None = None,
     script_bias: float = 0.0,
+    heads=None,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
@@ -168,7 +169,9 @@ def iterate(
     top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped). read_noise: std of Gaussian
     noise added to each sampled latent as the model READS it back (the yielded latents stay clean): the inference
     twin of training-time input noise, as Tacotron keeps its prenet dropout on at inference.
-    script / script_uncond: see the module docstring (default ``script_uncond``: the script token itself)."""
+    script / script_uncond: see the module docstring (default ``script_uncond``: the script token itself).
+    heads: the diffusion heads to sample with, by modality (default ``model.heads``), e.g. a release's distilled
+    one-step heads (latentlm/one_step.py: call with steps=1 and cfg=1, their single row carries the guidance)."""
     if max_new <= 0:
         raise ValueError("max_new must be positive")
     if read_noise < 0:
@@ -176,6 +179,7 @@ def iterate(
     per_row = None if generator is None or isinstance(generator, torch.Generator) else list(generator)
     if per_row is not None and len(per_row) != prefix.tokens.shape[0]:
         raise ValueError(f"got {len(per_row)} generators for {prefix.tokens.shape[0]} rows")
+    heads = model.heads if heads is None else heads
     use_cfg = cfg != 1.0
     if use_cfg and uncond is None:
         raise ValueError("cfg != 1 needs an unconditional prefix (uncond)")
@@ -272,7 +276,7 @@ def iterate(
             if sel.any():
                 idx = sel.nonzero().squeeze(-1)
                 un = last[b:][idx] if use_cfg else None
-                z = model.heads[m].sample(
+                z = heads[m].sample(
                     last[idx],
                     steps=steps,
                     cfg=cfg,

@@ -214,6 +214,7 @@ class DiffusionHead(nn.Module):
         generator: Generators = None,
         solver: Literal["dpm++2m", "ddpm"] = "dpm++2m",
         spacing: Spacing = "quadratic",
+        noise: Tensor | None = None,
     ) -> Tensor:
         """cond [M, C] -> latents [M, D] (dtype of cond).
 
@@ -229,6 +230,8 @@ class DiffusionHead(nn.Module):
         before the (linear, bias-free) output layer, and the loop uses precomputed Python-float coefficients.
         ``generator``: one torch.Generator for all rows, or a sequence with one per row (row i's noise then
         depends only on ``generator[i]``: batched rows reproduce single-row calls).
+        ``noise`` [M, D]: the standard-normal draw to start from (x_T = noise * temperature) instead of one from
+        ``generator`` (distillation pairs a student's input with the teacher's sample from the same x_T).
         """
         self._check_cond(cond)
         M = cond.shape[0]
@@ -282,7 +285,10 @@ class DiffusionHead(nn.Module):
             return torch.sub(a * x, out, alpha=s)
 
         shape = (M, self.cfg.latent_dim)
-        x_T = randn_rows(shape, generator, cond.device, torch.float32) * temperature
+        if noise is not None and tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
+        start = randn_rows(shape, generator, cond.device, torch.float32) if noise is None else noise.float()
+        x_T = start * temperature
         if solver == "dpm++2m":
             x0 = dpm_solver_pp_2m_indexed(denoise_at, x_T, self.schedule, steps, spacing)
         else:

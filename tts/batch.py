@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         help="diffusion noise scale (default: the release's temperature)",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of jobs without their own")
+    ap.add_argument(
+        "--head",
+        choices=["reference", "one_step"],
+        default=None,
+        help="diffusion head: reference (--steps evaluations) or one_step (distilled; default: the release's)",
+    )
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)

@@ -40,12 +40,15 @@ from torch import Tensor
 
 from latentlm.checkpoint import load_release, load_state_dict_strict, save_release
 from latentlm.config import from_dict
+from latentlm.head import DiffusionHead
 from latentlm.model import LatentLM
+from latentlm.one_step import DIRNAME as ONE_STEP_SUBDIR
+from latentlm.one_step import OneStepConfig, load_one_step, save_one_step
 from tts.config import TTSConfig
 from tts.duration_predictor import DurationPredictor, load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.layout import MODALITY, generation_prefix, interleaved_script
-from tts.options import SynthesisOptions, TTSInputError
+from tts.options import Decoding, SynthesisOptions, TTSInputError, resolve_decoding
 from tts.patch import to_frames, to_items
 from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
 from tts.prepare import prepare_job
@@ -83,6 +86,7 @@ class TTS:
         frontend: Frontend,
         duration: DurationPredictor | None = None,
         aligner=None,
+        one_step: tuple[DiffusionHead, OneStepConfig] | None = None,
     ):
         if len(frontend.vocab) != cfg.model.vocab_size:
             raise TTSInputError(
@@ -107,6 +111,12 @@ class TTS:
         self.cfg, self.lm, self.vae, self.frontend = cfg, lm.eval(), vae.eval(), frontend
         self.duration = duration.eval() if duration is not None else None
         self.aligner = aligner  # tts.phone_hmm.PhoneAligner beside the predictor: continuation prompts
+        if one_step is not None:
+            head, oc = one_step
+            if oc.modality != MODALITY or head.cfg != self.lm.heads[MODALITY].cfg:
+                raise TTSInputError("the one-step head does not match the model's audio head")
+            one_step = (head.to(self.device).eval(), oc)
+        self.one_step = one_step  # distilled (head, config) beside the reference head, or None
         self._transcribe = PromptTranscriber()  # loaded on first use
 
     # ------------------------------------------------------------------ releases
@@ -127,11 +137,13 @@ class TTS:
             dur_dir = directory / DURATION_SUBDIR
             duration = load_predictor(dur_dir, device=device) if dur_dir.is_dir() else None
             aligner = load_aligner(dur_dir) if dur_dir.is_dir() else None
+            fast_dir = directory / ONE_STEP_SUBDIR
+            one_step = load_one_step(fast_dir, map_location=device) if fast_dir.is_dir() else None
         except TTSInputError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
-        return cls(cfg, lm.to(device), vae, frontend, duration, aligner)
+        return cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         directory = Path(directory)
@@ -142,6 +154,8 @@ class TTS:
             from tts.duration_predictor import save_predictor
 
             save_predictor(self.duration, directory / DURATION_SUBDIR, aligner=self.aligner)
+        if self.one_step is not None:
+            save_one_step(directory / ONE_STEP_SUBDIR, *self.one_step)
         return directory
 
     @property
@@ -180,21 +194,22 @@ class TTS:
         the same noise whether it is synthesized alone, streamed, or decoded in a batch with others."""
         return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
 
-    def _guidance(self, cfg: float | None, temperature: float | None) -> tuple[float, float]:
-        """A call's guidance scale and diffusion temperature; None is the release's (cfg_scale, temperature)."""
-        return (
-            float(self.cfg.cfg_scale if cfg is None else cfg),
-            float(self.cfg.temperature if temperature is None else temperature),
-        )
+    def _decoding(self, o: SynthesisOptions) -> Decoding:
+        """What a call decodes with (tts/options.py): None resolved to the release's defaults."""
+        return resolve_decoding(o, self.cfg.cfg_scale, self.cfg.temperature, self.one_step and self.one_step[1])
 
     def _frames(
-        self, rows: list[Row], prompts: list[Tensor], steps, cfg, temperature, generator
+        self, rows: list[Row], prompts: list[Tensor], decoding: Decoding, generator
     ) -> Iterator[tuple]:
         """Decode rows (tts/rows.py) together, each after its prompt [Tp, D]; yields (row index, latent [D]
-        normalised | None, stop reason | None) as they come. The rows' scripts are read by the interleaved
-        layout only; their durations, when every row has them, are forced exactly (else the LM head decides,
-        within ``_run_limits``)."""
-        cfg, temperature = self._guidance(cfg, temperature)  # steps, cfg, temperature: SynthesisOptions
+        normalised | None, stop reason | None) as they come. ``decoding``: head, steps, cfg, temperature; the
+        one-step head decodes one trunk row per sentence (its guidance is distilled in). The
+        rows' scripts are read by the interleaved layout only; their durations, when every row has them, are
+        forced exactly (else the LM head decides, within ``_run_limits``)."""
+        steps, cfg, temperature = decoding.steps, decoding.cfg, decoding.temperature
+        heads = None
+        if decoding.head == "one_step":
+            heads, cfg = {MODALITY: self.one_step[0]}, 1.0
         caps = [r.cap for r in rows]
         scripts = [r.script for r in rows] if self.cfg.interleave else None
         prefix, uncond = generation_prefix(self.lm, [r.phonemes for r in rows], prompts, cfg, scripts)
@@ -228,6 +243,7 @@ class TTS:
             token_temperature=self.cfg.token_temperature,
             generator=generator,
             read_noise=self.cfg.read_noise,
+            heads=heads,
         )
         for st in it:
             for r in range(len(caps)):
@@ -315,6 +331,7 @@ class TTS:
         max_seconds: float | None = None,
         continuation: bool = False,
         speed: float = 1.0,
+        head: str | None = None,
         options: SynthesisOptions | None = None,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
@@ -323,13 +340,17 @@ class TTS:
         joined by short pauses. ``continuation=True``: ``prompt_audio`` is the start of an utterance whose whole
         text is ``text`` (no prompt_text); the model continues it and the result is prompt + continuation.
         ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it.
+        ``head``: "reference" (``steps`` DPM-Solver++ evaluations, guidance on a second row) or "one_step" (a
+        release's distilled head: one evaluation, one row); None is the release's default.
         ``options``: the settings as one ``SynthesisOptions`` (instead of the keywords); either way they are
         checked before any work."""
         t0 = time.perf_counter()
         kw = dict(
-            steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed
+            steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed,
+            head=head,
         )
         o = SynthesisOptions.merge(options, **kw)  # checked before any work
+        decoding = self._decoding(o)
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, continuation, o.speed)
         n = len(job.rows)
         lat: list[list[Tensor]] = [[] for _ in range(n)]
@@ -340,9 +361,7 @@ class TTS:
             for r, z, reason in self._frames(
                 [job.rows[k] for k in part],
                 [job.prompt] * len(part),
-                o.steps,
-                o.cfg,
-                o.temperature,
+                decoding,
                 [self._generator(o.seed, k) for k in part],
             ):
                 if z is not None:
@@ -368,6 +387,7 @@ class TTS:
         chunk_frames: int = 4,
         first_chunk_frames: int = 1,
         speed: float = 1.0,
+        head: str | None = None,
         options: SynthesisOptions | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
@@ -376,9 +396,11 @@ class TTS:
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         kw = dict(
-            steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed
+            steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed,
+            head=head,
         )
         o = SynthesisOptions.merge(options, **kw)  # checked before any work
+        decoding = self._decoding(o)
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, speed=o.speed)
         for i, row in enumerate(job.rows):
             if i:
@@ -387,7 +409,7 @@ class TTS:
             def latent_chunks(row=row, i=i) -> Iterator[Tensor]:
                 g = [self._generator(o.seed, i)]
                 buf, want = [], first_chunk_frames
-                for _, z, _reason in self._frames([row], [job.prompt], o.steps, o.cfg, o.temperature, g):
+                for _, z, _reason in self._frames([row], [job.prompt], decoding, g):
                     if z is None:
                         continue
                     buf.append(z)
@@ -406,7 +428,7 @@ class TTS:
     ) -> list[SynthesisResult | TTSInputError]:
         """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
         "max_seconds"?, "continuation"?, "speed"?}) decoded together: every sentence of every job is one row of a right-padded batch
-        (rows grouped by steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
+        (rows grouped by head/steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
         its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
         result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any
         temperature. Every job's settings are a ``SynthesisOptions`` (checked before any work). ``on_error="return"``
@@ -428,6 +450,7 @@ class TTS:
                 if "text" not in job or "prompt_audio" not in job:
                     raise TTSInputError("a job needs 'text' and 'prompt_audio'")
                 o = SynthesisOptions.from_mapping(job)  # before any work: a bad value fails this job only
+                self._decoding(o)  # settings the release cannot decode with fail here too
                 prepared.append(
                     prepare_job(
                         self,
@@ -448,7 +471,7 @@ class TTS:
         rows = []  # (job index, sentence index, settings, seed)
         for i, (p, o) in enumerate(zip(prepared, settings)):
             if isinstance(p, SynthesisJob):
-                key = (o.steps, *self._guidance(o.cfg, o.temperature))
+                key = self._decoding(o)
                 rows += [(i, s, key, o.seed) for s in range(len(p.rows))]
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}
@@ -460,7 +483,7 @@ class TTS:
                 g = [self._generator(seed, s) for _, s, _, seed in part]  # one per row, as in synthesize
                 rs = [prepared[i].rows[s] for i, s, _, _ in part]
                 pr = [prepared[i].prompt for i, _, _, _ in part]
-                for r, z, reason in self._frames(rs, pr, *key, g):
+                for r, z, reason in self._frames(rs, pr, key, g):
                     k = part[r][:2]
                     if z is not None:
                         lat.setdefault(k, []).append(z)

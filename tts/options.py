@@ -16,7 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latentlm.one_step import OneStepConfig
 
 
 class TTSInputError(ValueError):
@@ -28,6 +31,7 @@ MAX_STEPS = 1000  # DPM-Solver++ steps per frame (10 is the default; more than ~
 MAX_SEED = 2**32 - 1  # seeds are 0 .. 2**32 - 1 (numpy's range; every sentence's stream is seeded from it)
 MAX_CFG = 100.0  # classifier-free guidance scale (1 = off; speech uses 1.3-3)
 MAX_TEMPERATURE = 10.0  # diffusion noise scale (1 = the trained distribution)
+HEADS = ("reference", "one_step")  # the reference diffusion head (steps x 2 rows) or a distilled one-step head
 
 
 def _number(name: str, value: Any, lo: float, hi: float, hint: str) -> float:
@@ -69,6 +73,7 @@ class SynthesisOptions:
     seed: int = 0  # every sentence draws its noise from (seed, sentence index)
     max_seconds: float | None = None  # cap per sentence (the release's max_output_seconds caps it too)
     speed: float = 1.0  # 0.5-2: predicted durations / speed (releases timed by a duration predictor)
+    head: str | None = None  # "reference" | "one_step" (latentlm/one_step.py); None = the release's default
 
     def __post_init__(self) -> None:
         checked = {
@@ -91,6 +96,8 @@ class SynthesisOptions:
             else _number("max_seconds", self.max_seconds, 0.0, math.inf, "seconds per sentence, or None"),
             "speed": _number("speed", self.speed, MIN_SPEED, MAX_SPEED, "1 = the prompt's tempo"),
         }
+        if self.head is not None and self.head not in HEADS:
+            raise TTSInputError(f"head must be one of {list(HEADS)} or None for the release's, got {self.head!r}")
         if checked["max_seconds"] == 0.0:
             raise TTSInputError(
                 f"max_seconds must be positive (seconds per sentence), got {self.max_seconds!r}"
@@ -103,11 +110,11 @@ class SynthesisOptions:
         cls, values: Mapping[str, Any], defaults: SynthesisOptions | None = None
     ) -> SynthesisOptions:
         """The option keys of ``values`` (a job row, form values; other keys are ignored; a None leaves the
-        default, except for cfg, temperature and max_seconds, where None is a value) over ``defaults``."""
+        default, except for cfg, temperature, max_seconds and head, where None is a value) over ``defaults``."""
         base = defaults or cls()
         kw = {f.name: getattr(base, f.name) for f in fields(cls)}
         for k in kw:
-            if k in values and (values[k] is not None or k in ("cfg", "temperature", "max_seconds")):
+            if k in values and (values[k] is not None or k in ("cfg", "temperature", "max_seconds", "head")):
                 kw[k] = values[k]
         return cls(**kw)
 
@@ -127,3 +134,40 @@ class SynthesisOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, order=True)
+class Decoding:
+    """What a call decodes with, the release's defaults resolved (rows with equal ones share a batch)."""
+
+    head: str  # "reference" | "one_step"
+    steps: int  # head evaluations per latent (1 for the one-step head)
+    cfg: float  # guidance scale (the one-step head's is distilled in: its decoder runs one trunk row)
+    temperature: float
+
+
+def resolve_decoding(
+    o: SynthesisOptions, cfg_scale: float, temperature: float, one_step: OneStepConfig | None
+) -> Decoding:
+    """A call's ``Decoding``: None is the release's (``one_step.default`` picks the head, ``cfg_scale``,
+    ``temperature``). The one-step head samples in one evaluation with the guidance it was distilled at: it
+    refuses another cfg or a temperature above the range it was distilled on (``head="reference"`` takes them);
+    ``steps`` is the reference head's."""
+    head = o.head or ("one_step" if one_step is not None and one_step.default else "reference")
+    cfg = float(cfg_scale if o.cfg is None else o.cfg)
+    temp = float(temperature if o.temperature is None else o.temperature)
+    if head == "reference":
+        return Decoding(head, o.steps, cfg, temp)
+    if one_step is None:
+        raise TTSInputError('this release has no one-step head (its one_step_head/ folder): use head="reference"')
+    if o.cfg is not None and abs(cfg - one_step.cfg_scale) > 1e-6:
+        raise TTSInputError(
+            f"the one-step head was distilled at cfg {one_step.cfg_scale:g}; "
+            f'for cfg {cfg:g} use head="reference" (or cfg=None)'
+        )
+    if temp > one_step.max_temperature + 1e-6:
+        raise TTSInputError(
+            f"the one-step head was distilled at temperatures up to {one_step.max_temperature:g}; "
+            f'for {temp:g} use head="reference"'
+        )
+    return Decoding(head, 1, one_step.cfg_scale, temp)

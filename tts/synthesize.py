@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         help="diffusion noise scale (default: the release's temperature)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--head",
+        choices=["reference", "one_step"],
+        default=None,
+        help="diffusion head: reference (--steps evaluations) or one_step (distilled; default: the release's)",
+    )
     ap.add_argument("--max-seconds", type=float, default=None, help="cap per sentence")
     ap.add_argument("--speed", type=float, default=1.0, help="0.5-2 (releases timed by a duration predictor)")
     ap.add_argument("--device", default="cpu")

@@ -1,0 +1,103 @@
+"""A TTS release with a one-step head (latentlm/one_step.py): chosen per call or by the release, decoded on one
+trunk row with the distilled head, refused for settings it was not distilled for, kept by save/load, and the
+same through synthesize, stream and synthesize_batch. Tiny untrained models, real prompt audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentlm.one_step import DIRNAME, OneStepConfig, student_from
+from tests.helpers import make_tiny_tts
+from tts.layout import MODALITY
+from tts.model import TTS, TTSInputError
+from tts.options import SynthesisOptions
+
+
+def _with_one_step(default: bool = False, **overrides) -> TTS:
+    tts = make_tiny_tts(seed=0, cfg_scale=2.0, **overrides)
+    head = student_from(tts.lm.heads[MODALITY])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # a student that differs from the teacher
+    cfg = OneStepConfig(head=head.cfg, modality=MODALITY, cfg_scale=2.0, max_temperature=1.0, default=default)
+    return TTS(tts.cfg, tts.lm, tts.vae, tts.frontend, tts.duration, tts.aligner, (head, cfg))
+
+
+@pytest.fixture(scope="module")
+def prompt(real_speech_dir):
+    return real_speech_dir / "dev" / "coqui__LJ001-0001.wav", "Printing, in the only sense with which we are"
+
+
+def _calls(tts: TTS) -> list[dict]:
+    """Every decoding call's keyword arguments from now on."""
+    seen, real = [], tts.lm.generate_stream
+
+    def spy(prefix, **kwargs):
+        seen.append({**kwargs, "rows": prefix.tokens.shape[0]})
+        return real(prefix, **kwargs)
+
+    tts.lm.generate_stream = spy
+    return seen
+
+
+def test_one_step_decodes_one_row_with_the_distilled_head(prompt):
+    tts = _with_one_step()
+    calls = _calls(tts)
+    kw = dict(prompt_text=prompt[1], max_seconds=0.6, seed=2)
+    fast = tts.synthesize("Hello there.", prompt[0], head="one_step", **kw)
+    ref = tts.synthesize("Hello there.", prompt[0], **kw)  # the release's default: the reference head
+    fast_call, ref_call = calls
+    assert fast_call["cfg"] == 1.0 and fast_call["uncond"] is None and fast_call["steps"] == 1
+    assert fast_call["heads"][MODALITY] is tts.one_step[0]
+    assert ref_call["cfg"] == 2.0 and ref_call["uncond"] is not None and ref_call["heads"] is None
+    assert fast.audio.shape == ref.audio.shape and not np.allclose(fast.audio, ref.audio)
+    # the same audio through stream and synthesize_batch
+    streamed = np.concatenate(list(tts.stream("Hello there.", prompt[0], head="one_step", **kw)))
+    np.testing.assert_allclose(streamed, fast.audio, atol=1e-4)
+    [batched] = tts.synthesize_batch([dict(text="Hello there.", prompt_audio=prompt[0], head="one_step", **kw)])
+    np.testing.assert_allclose(batched.audio, fast.audio, atol=1e-4)
+
+
+def test_the_release_can_make_it_the_default_and_it_survives_save_and_load(prompt, tmp_path):
+    tts = _with_one_step(default=True)
+    out = tts.save_pretrained(tmp_path / "rel")
+    assert (out / DIRNAME / "model.safetensors").is_file()
+    back = TTS.from_pretrained(out)
+    assert back.one_step[1] == tts.one_step[1]
+    for a, b in zip(tts.one_step[0].state_dict().values(), back.one_step[0].state_dict().values()):
+        assert torch.equal(a, b)
+    calls = _calls(back)
+    kw = dict(prompt_text=prompt[1], max_seconds=0.4, seed=0)
+    back.synthesize("Hi.", prompt[0], **kw)
+    back.synthesize("Hi.", prompt[0], head="reference", **kw)
+    assert [c["steps"] for c in calls] == [1, 10] and calls[0]["heads"] is not None and calls[1]["heads"] is None
+
+
+def test_settings_it_was_not_distilled_for_are_refused_before_any_work(prompt):
+    tts = _with_one_step(default=True)
+    calls = _calls(tts)
+    kw = dict(prompt_text=prompt[1], max_seconds=0.4)
+    with pytest.raises(TTSInputError, match="distilled at cfg 2"):
+        tts.synthesize("Hi.", prompt[0], cfg=3.0, **kw)
+    with pytest.raises(TTSInputError, match="temperatures up to 1"):
+        tts.synthesize("Hi.", prompt[0], temperature=1.5, **kw)
+    tts.synthesize("Hi.", prompt[0], cfg=2.0, temperature=0.5, **kw)  # its own guidance, a lower temperature
+    tts.synthesize("Hi.", prompt[0], cfg=3.0, temperature=1.5, head="reference", **kw)
+    assert [c["steps"] for c in calls] == [1, 10]
+    plain = make_tiny_tts(seed=0)
+    with pytest.raises(TTSInputError, match="no one-step head"):
+        plain.synthesize("Hi.", prompt[0], head="one_step", **kw)
+    [err] = plain.synthesize_batch([dict(text="Hi.", prompt_audio=prompt[0], head="one_step")], on_error="return")
+    assert isinstance(err, TTSInputError)
+    with pytest.raises(TTSInputError, match="head must be one of"):
+        SynthesisOptions(head="two_step")
+
+
+def test_a_one_step_head_of_another_shape_is_refused():
+    tts = make_tiny_tts(seed=0)
+    other = make_tiny_tts(seed=0, latent_dim=4).lm.heads[MODALITY]
+    with pytest.raises(TTSInputError, match="does not match"):
+        TTS(tts.cfg, tts.lm, tts.vae, tts.frontend, tts.duration, None, (other, OneStepConfig(head=other.cfg)))

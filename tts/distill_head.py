@@ -1,0 +1,135 @@
+"""Distil a TTS release's diffusion head into a one-step head (latentlm/one_step.py) and write a release with it.
+
+    python -m tts.distill_head RELEASE --manifest TRAIN.jsonl --out OUT_RELEASE [--jobs 120] [--draws 4]
+        [--train-steps 3000] [--default] [--threads 1] [--seed 0]
+
+1. Cross-sentence jobs from the manifest (tts.real_voices.dev_jobs: per speaker a prompt and one other
+   utterance's text; speakers with one utterance give none), at most ``--jobs`` of them, in a seeded order.
+   Use training speakers only: the dev set's speakers must stay unseen.
+2. Decode them with the release's reference head (its cfg_scale and temperature) through a ``HeadRecorder``:
+   every (cond, uncond) trunk state the head is asked to sample from is kept (on-policy states, drift included).
+   Saved to OUT/.distill/states.safetensors, so a rerun skips this step.
+3. ``teacher_targets`` + ``distill`` (latentlm/distill.py), then OUT = the release + ``one_step_head/`` (the
+   student and its OneStepConfig; ``--default`` makes it the release's default head). The report (held-out MSE
+   against the teacher, beside the teacher's own one-step estimate) goes into the head's config meta.
+Measure the result on the real-voice dev set with ``BATCH_ARGS="--head one_step"
+recipes/demo/evaluate_real_voices.sh OUT ...`` before making it a release's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from latentlm.distill import HeadRecorder, distill, teacher_targets
+from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
+from tts.layout import MODALITY
+from tts.manifests import read_jsonl
+from tts.model import TTS
+from tts.real_voices import dev_jobs
+
+
+def distill_jobs(manifests: list[str], n: int, seed: int, max_target_seconds: float = 12.0) -> list[dict]:
+    rows = [u for m in manifests for u in read_jsonl(m)]
+    jobs = dev_jobs(rows, targets_per_speaker=1, max_target_seconds=max_target_seconds)
+    random.Random(seed).shuffle(jobs)
+    return jobs[:n]
+
+
+def record_states(tts: TTS, jobs: list[dict], batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``jobs`` with the reference head and return the recorded cond, uncond [N, C]."""
+    teacher = tts.lm.heads[MODALITY]
+    recorder = HeadRecorder(teacher)
+    tts.lm.heads[MODALITY] = recorder
+    try:
+        for a in range(0, len(jobs), batch_size):
+            part = [
+                {"text": j["text"], "prompt_audio": j["prompt_audio"], "prompt_text": j.get("prompt_text"),
+                 "seed": seed + a + k, "head": "reference"}
+                for k, j in enumerate(jobs[a : a + batch_size])
+            ]
+            tts.synthesize_batch(part, batch_size=batch_size, on_error="return")
+            print(f"recorded {min(a + batch_size, len(jobs))}/{len(jobs)} jobs, {sum(len(c) for c in recorder.conds)} "
+                  "states", flush=True)
+    finally:
+        tts.lm.heads[MODALITY] = teacher
+    return recorder.states()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Distil a TTS release's diffusion head into a one-step head.")
+    ap.add_argument("release", help="TTS release directory (the teacher)")
+    ap.add_argument("--manifest", action="append", required=True, help="training manifest (JSONL), repeatable")
+    ap.add_argument("--out", required=True, help="output release directory (the release + one_step_head/)")
+    ap.add_argument("--jobs", type=int, default=120, help="cross-sentence jobs decoded for states")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--draws", type=int, default=4, help="noise draws per recorded state")
+    ap.add_argument("--max-temperature", type=float, default=1.0)
+    ap.add_argument("--train-steps", type=int, default=3000)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--default", action="store_true", help="make the one-step head the release's default")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    src, out = Path(args.release), Path(args.out)
+    if out.resolve() == src.resolve():
+        print("--out must differ from the release (it is copied there)", file=sys.stderr)
+        return 2
+    tts = TTS.from_pretrained(src)
+    work = out / ".distill"
+    cache = work / "states.safetensors"
+    if cache.is_file():
+        st = load_file(str(cache))
+        cond, uncond = st["cond"], st["uncond"]
+        print(f"states: {len(cond)} from {cache}")
+    else:
+        jobs = distill_jobs(args.manifest, args.jobs, args.seed)
+        if not jobs:
+            print("no cross-sentence jobs in the manifests (no speaker has two utterances)", file=sys.stderr)
+            return 2
+        cond, uncond = record_states(tts, jobs, args.batch_size, args.seed)
+        work.mkdir(parents=True, exist_ok=True)
+        save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(cache))
+    g = torch.Generator().manual_seed(args.seed)
+    teacher = tts.lm.heads[MODALITY]
+    steps = 10
+    data = teacher_targets(
+        teacher, cond, uncond, cfg_scale=tts.cfg.cfg_scale, steps=steps, draws=args.draws,
+        max_temperature=args.max_temperature, generator=g,
+    )
+    print(f"targets: {data.x0.shape[0]} pairs from {data.states} states", flush=True)
+    student, report = distill(
+        teacher, data, train_steps=args.train_steps, lr=args.lr, generator=g, log_every=max(1, args.train_steps // 10)
+    )
+    print(json.dumps(asdict(report)))
+    for p in src.iterdir():  # the release as it is, without an old one-step head
+        if p.name in (DIRNAME, ".distill"):
+            continue
+        dst = out / p.name
+        if p.is_dir():
+            shutil.copytree(p, dst, dirs_exist_ok=True)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dst)
+    cfg = OneStepConfig(
+        head=teacher.cfg, modality=MODALITY, cfg_scale=tts.cfg.cfg_scale, teacher_steps=steps,
+        max_temperature=args.max_temperature, default=args.default,
+    )
+    meta = {"teacher": str(src), "states": int(data.states), "draws": args.draws, "report": asdict(report)}
+    save_one_step(out / DIRNAME, student, cfg, meta=meta)
+    print(f"wrote {out / DIRNAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
