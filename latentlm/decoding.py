@@ -19,6 +19,10 @@ Grammar enforced by logit masks (the model is free everywhere else):
   ``script_min_run`` (same shapes): before this many latents the next script token (after the last: the span's
   end) is not allowed; min == max forces given durations (tts.duration_predictor). The span cap wins over both.
   ``script_bias`` is added to the next script token's logit (> 0: move on sooner).
+Forced tokens: with greedy token decoding, a token that is the only one the grammar allows (a script token whose
+durations are given, a span's end) is fed to the trunk in the same call as the item before it, so decoding
+makes one trunk call per latent instead of one per item (the same items at the same positions: the output
+equals one call per item to float rounding; ``FUSE_FORCED_TOKENS = False`` turns it off).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -33,6 +37,9 @@ from torch import Tensor
 
 from latentlm.sequence import Batch
 from latentlm.transformer import KVCache
+
+
+FUSE_FORCED_TOKENS = True  # feed a token the grammar forces with the item before it (off: one call per item)
 
 
 @dataclass
@@ -217,56 +224,79 @@ def iterate(
     finished = torch.zeros(b, dtype=torch.bool, device=dev)
     # constants of the loop, made once: never-generated tokens as an additive -inf bias, blocked-outside-span
     # tokens, stop tokens, span cap, per-modality (index, name, latent dim)
-    never_bias = torch.zeros(lay.size, device=dev)
-    never_bias[[lay.pad, lay.bos, lay.null]] = float("-inf")
+    never = torch.tensor([lay.pad, lay.bos, lay.null], device=dev)
     blocked = torch.cat([torch.tensor([lay.lat], device=dev), ends])
     stop_ids = torch.tensor(sorted(stops), device=dev)
     cap = span_length if span_length is not None else max_latents
     mods = [(i, m, d) for i, (m, d) in enumerate(model.latent_dims.items())]
     begins = [(t, lay.modalities.index(m)) for m, t in lay.begin.items()]
     pad_tok = torch.full((b,), lay.pad, dtype=torch.long, device=dev)
-    zero_weight = torch.zeros(rows, 1, device=dev)
-    for step in range(max_new):
-        logits = model.logits(last[:b]).float() + never_bias  # [B, V]
+    no_lat = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
+    no_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
+    zero_weight = torch.zeros(rows, 2, device=dev)
+
+    def grammar() -> tuple[Tensor, Tensor, Tensor]:
+        """The rows' state now -> (allowed Bool[B, V], hold Bool[B]: rows whose next script token competes with
+        <lat>, nxt [B]: that token, -1 when none) by the rules of the module docstring."""
+        allowed = torch.ones(b, lay.size, dtype=torch.bool, device=dev)
+        allowed[:, never] = False
         in_span = open_m >= 0  # [B]
         nxt = _next_script(scr, pos)  # [B] the script token each row says next, -1 when spent (or none)
+        hold = torch.zeros_like(in_span)
+        outside = ~in_span
+        if outside.any():
+            allowed[outside.nonzero()[:, :1], blocked] = False
         if in_span.any():  # inside a span: only <lat> or this span's end token
-            allowed = torch.zeros_like(logits, dtype=torch.bool)
-            allowed[:, lay.lat] = True
-            allowed[in_span, ends[open_m[in_span]]] = True
+            span = torch.zeros_like(allowed)
+            span[:, lay.lat] = True
+            span[in_span, ends[open_m[in_span]]] = True
             need_more = in_span & (count < min_lat)
             if need_more.any():
-                allowed[need_more, ends[open_m[need_more]]] = False
+                span[need_more, ends[open_m[need_more]]] = False
             full_span = in_span & (count >= cap) if cap is not None else torch.zeros_like(in_span)
-            allowed[full_span, lay.lat] = False
+            span[full_span, lay.lat] = False
             if span_length is not None:
                 short = in_span & (count < span_length)
-                allowed[short] = False
-                allowed[short, lay.lat] = True
+                span[short] = False
+                span[short, lay.lat] = True
             if scr.shape[1]:
                 pending = in_span & (nxt >= 0)
                 hold = pending & ~full_span  # the script is not spent: no end token yet
-                allowed[hold, ends[open_m[hold]]] = False
+                span[hold, ends[open_m[hold]]] = False
                 rows_h = hold.nonzero().squeeze(-1)
-                allowed[rows_h, nxt[rows_h]] = True
-                if script_bias:
-                    logits[rows_h, nxt[rows_h]] += script_bias
+                span[rows_h, nxt[rows_h]] = True
                 if limits is not None:
                     over = in_span & (run >= limits.gather(1, pos[:, None])[:, 0])  # [B]
-                    allowed[over & hold, lay.lat] = False  # say the next symbol ...
+                    span[over & hold, lay.lat] = False  # say the next symbol ...
                     done_over = over & ~pending  # ... or, after the last one, end the span
-                    allowed[done_over, lay.lat] = False
-                    allowed[done_over, ends[open_m[done_over]]] = True
+                    span[done_over, lay.lat] = False
+                    span[done_over, ends[open_m[done_over]]] = True
                 if floors is not None:  # too early to move on: only latents (the cap still ends the span)
                     under = in_span & ~full_span & (run < floors.gather(1, pos[:, None])[:, 0])  # [B]
-                    allowed[under] = False
-                    allowed[under, lay.lat] = True
-            logits[in_span] = logits[in_span].masked_fill(~allowed[in_span], float("-inf"))
-        outside = ~in_span
-        if outside.any():
-            logits[outside.nonzero()[:, :1], blocked] = float("-inf")
-        tok = _sample_token(logits, token_temperature, top_k, generator)  # [B]
-        tok = torch.where(finished, pad_tok, tok)
+                    span[under] = False
+                    span[under, lay.lat] = True
+            allowed[in_span] = span[in_span]
+        return allowed, hold, nxt
+
+    # Greedy token decoding makes a row's next token known when the grammar allows only one (a forced script
+    # token, a span's end when its durations are spent): it is then fed in the same trunk call as the row's
+    # current item (the same items at the same positions, one call fewer); ``ahead`` marks rows whose token
+    # of the coming step was fed so, ``ahead_tok`` holds it.
+    fuse = FUSE_FORCED_TOKENS and token_temperature <= 0
+    ahead = torch.zeros(b, dtype=torch.bool, device=dev)
+    ahead_tok = pad_tok.clone()
+    rules = grammar()  # the rules of the coming step (the state changes only in the bookkeeping below)
+    for step in range(max_new):
+        allowed, hold, nxt = rules
+        tok = ahead_tok
+        if not bool((ahead | finished).all()):  # some row chooses from the LM head
+            logits = model.logits(last[:b]).float()  # [B, V]
+            if script_bias and hold.any():
+                rows_h = hold.nonzero().squeeze(-1)
+                logits[rows_h, nxt[rows_h]] += script_bias
+            logits = logits.masked_fill(~allowed, float("-inf"))
+            tok = torch.where(ahead, ahead_tok, _sample_token(logits, token_temperature, top_k, generator))
+        tok = torch.where(finished, pad_tok, tok)  # [B]
 
         lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
         lat_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
@@ -301,7 +331,7 @@ def iterate(
         open_m = open_m.masked_fill(torch.isin(tok, ends), -1)
 
         newly_done = torch.isin(tok, stop_ids) & ~finished
-        feed_valid = ~finished  # rows that emitted an item this step feed it back (stop tokens included)
+        feed_now = ~finished & ~ahead  # rows that emitted an item not yet fed (stop tokens included)
         finished = finished | newly_done
         truncated = torch.zeros_like(finished)
         if step == max_new - 1:
@@ -312,6 +342,7 @@ def iterate(
         )
         if finished.all():
             return
+        rules = grammar()
         fed = lat_vals
         if read_noise > 0 and is_lat.any():
             fed = lat_vals.clone()
@@ -319,12 +350,44 @@ def iterate(
                 g = generator if per_row is None else per_row[r]
                 n = torch.randn(dmax, generator=g, device=g.device if g is not None else dev)
                 fed[r] += (read_noise * n).to(dev, fed.dtype)
-        items = [tok.view(b, 1), fed.view(b, 1, dmax), lat_mod.view(b, 1), feed_valid.view(b, 1)]
-        if use_cfg:  # the uncond rows feed the same item (a script token read as script_uncond): [2B, 1, ...]
-            un_tok = tok if script_uncond is None else tok.masked_fill(is_script, script_uncond)
-            items = [torch.cat([x, y]) for x, y in zip(items, [un_tok.view(b, 1), *items[1:]])]
-        step_batch = Batch(*items, weight=zero_weight)  # [R, 1]
-        last = model(step_batch, cache=cache)[:, 0]  # [R, C]
+        ahead = torch.zeros_like(ahead)
+        if fuse:
+            allowed_next, _, nxt_next = rules
+            forced = allowed_next.float().argmax(-1)  # [B]
+            ahead = ~finished & (allowed_next.sum(-1) == 1) & (forced != lay.lat)
+            ahead_tok = torch.where(ahead, forced, pad_tok)
+        # per row, left-aligned: its item of this step (unless fed ahead last step), then its next token if known
+        first = feed_now | ahead  # [B] column 0 holds something
+        c0 = [
+            torch.where(feed_now, tok, ahead_tok),
+            torch.where(feed_now[:, None], fed, no_lat),
+            torch.where(feed_now, lat_mod, no_mod),
+            first,
+        ]
+        second = feed_now & ahead
+        if not bool(first.any()):
+            continue  # every unfinished row's item was fed ahead: no trunk call this step
+        cols = [c0]
+        if second.any():
+            cols.append([torch.where(second, ahead_tok, pad_tok), no_lat, no_mod, second])
+        un_script = is_script & feed_now  # a script token is read as script_uncond by the uncond rows
+        un_ahead = ahead & (ahead_tok == nxt_next) if fuse else ahead
+        items = [torch.stack(x, 1) for x in zip(*cols)]  # tokens [B, n], latents [B, n, Dmax], modality, valid
+        if use_cfg:
+            un_tokens = items[0].clone()
+            if script_uncond is not None:
+                un_tokens[:, 0] = torch.where(
+                    un_script | (~feed_now & un_ahead), torch.full_like(tok, script_uncond), un_tokens[:, 0]
+                )
+                if len(cols) == 2:
+                    un_tokens[:, 1] = un_tokens[:, 1].masked_fill(second & un_ahead, script_uncond)
+            items = [torch.cat([x, y]) for x, y in zip(items, [un_tokens, *items[1:]])]
+        n = items[0].shape[1]
+        out = model(Batch(*items, weight=zero_weight[:, :n]), cache=cache)  # [R, n, C]
+        valid = items[3]  # [R, n]
+        took = valid.any(1)
+        newest = out[torch.arange(rows, device=dev), (valid.sum(1) - 1).clamp(min=0)]  # [R, C]
+        last = torch.where(took[:, None], newest, last)
 
 
 @torch.no_grad()

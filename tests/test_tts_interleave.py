@@ -143,6 +143,55 @@ def test_decoding_forces_given_durations(tts):
         _decode(tts, [10, 11, 12], None, max_new=4, script_min_run=[[3, 0, 3]], script_max_run=[[2, 0, 3]])
 
 
+@pytest.mark.parametrize("cfg", [1.0, 2.0])
+def test_forced_tokens_ride_with_the_item_before_them(tts, monkeypatch, cfg):
+    """Given durations force every script token: fed in the same trunk call as the latent before it, the rows
+    (of different rhythms, in one batch, with guidance rows reading <null>) decode the same items and latents
+    as with one call per item, in fewer calls."""
+    import latentlm.decoding as decoding
+
+    lm, lay = tts.lm, tts.lm.layout
+    D = lm.latent_dims[MODALITY]
+    g = torch.Generator().manual_seed(3)
+    scripts = [[10, 11, 12], [10, 13, 11, 12]]
+    prompts = [torch.randn(3, D, generator=g), torch.randn(5, D, generator=g)]
+    runs = [[2, 0, 3], [1, 2, 0, 2]]
+
+    def decode(fuse: bool, rows: list[int]):
+        monkeypatch.setattr(decoding, "FUSE_FORCED_TOKENS", fuse)
+        sc = [scripts[r] for r in rows]
+        prefix, uncond = generation_prefix(lm, [[3, 4, 1] + s for s in sc], [prompts[r] for r in rows], cfg, sc)
+        calls, real = [], lm.forward
+        monkeypatch.setattr(lm, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+        out = lm.generate(
+            prefix, uncond=uncond, cfg=cfg, script=interleaved_script(lm, sc), script_uncond=lay.null,
+            script_min_run=[runs[r] for r in rows], script_max_run=[runs[r] for r in rows],
+            min_latents=[len(prompts[r]) for r in rows], steps=2, max_new=16, token_temperature=0.0,
+            generator=[torch.Generator().manual_seed(r) for r in rows],
+        )
+        monkeypatch.setattr(lm, "forward", real)
+        return out, len(calls)
+
+    def same(a_rows, b_rows) -> None:
+        for a_row, b_row in zip(a_rows, b_rows, strict=True):
+            assert len(a_row) == len(b_row)
+            for a, b in zip(a_row, b_row):
+                if isinstance(b, int):
+                    assert a == b
+                else:
+                    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+    (fused, _), (plain, _) = decode(True, [0, 1]), decode(False, [0, 1])
+    names = [[lay.name(x) if isinstance(x, int) else "<lat>" for x in row] for row in plain]
+    L = "<lat>"
+    assert names == [[L, L, "11", "12", L, L, L, "<eo_audio>"], [L, "13", L, L, "11", "12", L, L, "<eo_audio>"]]
+    same(fused, plain)  # rows out of step: the fused tokens wait in their rows, nothing changes
+    for r in (0, 1):  # one row: every forced token rides with the latent before it
+        (fused, n_fused), (plain, n_plain) = decode(True, [r]), decode(False, [r])
+        same(fused, plain)
+        assert n_fused < n_plain, (n_fused, n_plain)
+
+
 def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
     wav = real_speech_dir / "dev" / "coqui__LJ001-0001.wav"
     kw = dict(prompt_text="Printing, in the only sense", max_seconds=0.8, seed=1, steps=2)
