@@ -1,10 +1,11 @@
 """Distil a TTS release's diffusion head into a one-step head (latentlm/one_step.py) and write a release with it.
 
-    python -m tts.distill_head RELEASE --manifest TRAIN.jsonl --out OUT_RELEASE [--jobs 120] [--draws 4]
+    python -m tts.distill_head RELEASE --manifest TRAIN.jsonl --out OUT_RELEASE [--jobs 400] [--draws 8]
         [--train-steps 3000] [--default] [--threads 1] [--seed 0]
 
-1. Cross-sentence jobs from the manifest (tts.real_voices.dev_jobs: per speaker a prompt and one other
-   utterance's text; speakers with one utterance give none), at most ``--jobs`` of them, in a seeded order.
+1. Cross-sentence jobs from the manifest (tts.real_voices.dev_jobs: per speaker a prompt and up to
+   ``--per-speaker`` other utterances' texts; speakers with one utterance give none), at most ``--jobs`` of them,
+   in a seeded order.
    Use training speakers only: the dev set's speakers must stay unseen.
 2. Decode them with the release's reference head (its cfg_scale and temperature) through a ``HeadRecorder``:
    every (cond, uncond) trunk state the head is asked to sample from is kept (on-policy states, drift included).
@@ -37,9 +38,11 @@ from tts.model import TTS
 from tts.real_voices import dev_jobs
 
 
-def distill_jobs(manifests: list[str], n: int, seed: int, max_target_seconds: float = 12.0) -> list[dict]:
+def distill_jobs(
+    manifests: list[str], n: int, seed: int, per_speaker: int = 3, max_target_seconds: float = 12.0
+) -> list[dict]:
     rows = [u for m in manifests for u in read_jsonl(m)]
-    jobs = dev_jobs(rows, targets_per_speaker=1, max_target_seconds=max_target_seconds)
+    jobs = dev_jobs(rows, targets_per_speaker=per_speaker, max_target_seconds=max_target_seconds)
     random.Random(seed).shuffle(jobs)
     return jobs[:n]
 
@@ -69,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("release", help="TTS release directory (the teacher)")
     ap.add_argument("--manifest", action="append", required=True, help="training manifest (JSONL), repeatable")
     ap.add_argument("--out", required=True, help="output release directory (the release + one_step_head/)")
-    ap.add_argument("--jobs", type=int, default=120, help="cross-sentence jobs decoded for states")
+    ap.add_argument("--jobs", type=int, default=400, help="cross-sentence jobs decoded for states (at most)")
+    ap.add_argument("--per-speaker", type=int, default=3, help="jobs per training speaker (target utterances)")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--draws", type=int, default=4, help="noise draws per recorded state")
+    ap.add_argument("--draws", type=int, default=8, help="noise draws per recorded state")
     ap.add_argument("--max-temperature", type=float, default=1.0)
     ap.add_argument("--train-steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         cond, uncond = st["cond"], st["uncond"]
         print(f"states: {len(cond)} from {cache}")
     else:
-        jobs = distill_jobs(args.manifest, args.jobs, args.seed)
+        jobs = distill_jobs(args.manifest, args.jobs, args.seed, args.per_speaker)
         if not jobs:
             print("no cross-sentence jobs in the manifests (no speaker has two utterances)", file=sys.stderr)
             return 2
