@@ -11,14 +11,12 @@ Grammar enforced by logit masks (the model is free everywhere else):
 - inside an open span of modality m only ``<lat>`` or ``<eo_m>`` may follow; ``min_latents`` / ``max_latents`` /
   ``span_length`` bound the span (images use a fixed ``span_length``; speech a hard cap);
 - outside a span ``<lat>`` and end tokens are impossible; ``<pad>``, ``<bos>`` and ``<null>`` are never generated;
-- ``script`` (per row, optional): discrete tokens the open span must emit in this order between its latents
-  (ELLA-V-style interleaved phonemes, tts/layout.py). The next one competes with ``<lat>``; the span may end only
-  once the script is spent (or the cap is reached). Unconditional rows read ``script_uncond`` in their place.
-  ``script_max_run`` (one int, or per row one limit per script token plus one for after the last): after this
-  many latents since the last script token the next one is forced (after the last: the span's end).
-  ``script_min_run`` (same shapes): before this many latents the next script token (after the last: the span's
-  end) is not allowed; min == max forces given durations (tts.duration_predictor). The span cap wins over both.
-  ``script_bias`` is added to the next script token's logit (> 0: move on sooner).
+- ``constraint`` (optional): an object that narrows what an open span may emit further (tts/script_constraint.py:
+  ELLA-V script forcing of interleaved phonemes with their durations). Its protocol: ``restrict(span, in_span,
+  full_span, end_tok, lat) -> preferred`` narrows the span's allowed tokens Bool[B, V] in place and names a token
+  per row (-1 none) whose logit gets ``preference`` added; ``owns(tok) -> Bool[B]`` says which emitted tokens are
+  its own; ``advance(said, is_lat)`` updates its state after each step; ``uncond_token`` (int or None) is what
+  guidance rows read in place of its tokens.
 Forced tokens: with greedy token decoding, a token that is the only one the grammar allows (a script token whose
 durations are given, a span's end) is fed to the trunk in the same call as the item before it, so decoding
 makes one trunk call per latent instead of one per item (the same items at the same positions: the output
@@ -87,48 +85,6 @@ def _open_spans(model, batch: Batch) -> tuple[Tensor, Tensor]:
     return open_m, count
 
 
-def _script_tensor(script, b: int, vocab: int, dev) -> Tensor:
-    """Per-row script token lists -> [B, S] long, right-padded with -1 (S = 0 without a script)."""
-    if script is None:
-        return torch.zeros(b, 0, dtype=torch.long, device=dev)
-    rows = [torch.as_tensor(s, dtype=torch.long).reshape(-1) for s in script]
-    bad = [r for r in rows if r.numel() and (r.min() < 0 or r.max() >= vocab)]
-    if bad:
-        raise ValueError(f"script token ids must be in [0, {vocab})")
-    out = torch.full((b, max((r.numel() for r in rows), default=0)), -1, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : r.numel()] = r
-    return out.to(dev)
-
-
-def _next_script(scr: Tensor, pos: Tensor) -> Tensor:
-    """[B, S] scripts, [B] positions -> [B] the token at each row's position, -1 past its last (or S = 0)."""
-    if scr.shape[1] == 0:
-        return torch.full_like(pos, -1)
-    return scr.gather(1, pos.clamp(max=scr.shape[1] - 1)[:, None])[:, 0].masked_fill(pos >= scr.shape[1], -1)
-
-
-def _run_limits(
-    run_limit, scr: Tensor, dev, name: str = "script_max_run", fill: int = 1 << 30
-) -> Tensor | None:
-    """``script_max_run`` / ``script_min_run`` -> [B, S + 1] long (limit while saying script token s; the last
-    column: after the last token), or None. ``fill``: the value past a shorter row's last column."""
-    if run_limit is None or scr.shape[1] == 0:
-        return None
-    b, S = scr.shape
-    if isinstance(run_limit, int):
-        return torch.full((b, S + 1), run_limit, dtype=torch.long, device=dev)
-    if len(run_limit) != b:
-        raise ValueError(f"{name}: one list per row ({b}), got {len(run_limit)}")
-    out = torch.full((b, S + 1), fill, dtype=torch.long)
-    for r, lim in enumerate(run_limit):
-        n = int((scr[r] >= 0).sum())
-        if len(lim) != n + 1:
-            raise ValueError(f"{name} row {r}: {n} script tokens need {n + 1} limits, got {len(lim)}")
-        out[r, : n + 1] = torch.as_tensor(list(lim), dtype=torch.long)
-    return out.to(dev)
-
-
 def _sample_token(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
     """logits [B, V] (masked with -inf) -> [B]. temperature 0 = greedy."""
     if temperature <= 0:
@@ -162,11 +118,7 @@ def iterate(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     solver: str = "dpm++2m",
     read_noise: float = 0.0,
-    script: Sequence[Sequence[int] | Tensor] | None = None,
-    script_uncond: int | None = None,
-    script_max_run: int | Sequence[Sequence[int]] | None = None,
-    script_min_run: int | Sequence[Sequence[int]] | None = None,
-    script_bias: float = 0.0,
+    constraint=None,
     heads=None,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
@@ -176,7 +128,8 @@ def iterate(
     top_k: LM-head sampling. cfg != 1 needs ``uncond`` (same rows, condition dropped). read_noise: std of Gaussian
     noise added to each sampled latent as the model READS it back (the yielded latents stay clean): the inference
     twin of training-time input noise, as Tacotron keeps its prenet dropout on at inference.
-    script / script_uncond: see the module docstring (default ``script_uncond``: the script token itself).
+    constraint: see the module docstring (e.g. tts.script_constraint.ScriptConstraint; it holds per-row state:
+    one object per call).
     heads: the diffusion heads to sample with, by modality (default ``model.heads``), e.g. a release's distilled
     one-step heads (latentlm/one_step.py: call with steps=1 and cfg=1, their single row carries the guidance)."""
     if max_new <= 0:
@@ -196,16 +149,8 @@ def iterate(
     dev = next(model.parameters()).device
     prefix = prefix.to(dev)
     b = prefix.tokens.shape[0]
-    if script is not None and len(script) != b:
-        raise ValueError(f"script: one token list per row ({b}), got {len(script)}")
-    # [B, S] script tokens, -1 after a row's last; pos [B]: the next one to emit
-    scr = _script_tensor(script, b, lay.size, dev)
-    pos = torch.zeros(b, dtype=torch.long, device=dev)
-    run = torch.zeros(b, dtype=torch.long, device=dev)  # latents since the row's last script token
-    limits = _run_limits(script_max_run, scr, dev)  # [B, S + 1] or None
-    floors = _run_limits(script_min_run, scr, dev, "script_min_run", fill=0)  # [B, S + 1] or None
-    if limits is not None and floors is not None and bool((floors > limits).any()):
-        raise ValueError("script_min_run must not exceed script_max_run")
+    if constraint is not None and getattr(constraint, "rows", b) != b:
+        raise ValueError(f"constraint: made for {constraint.rows} rows, the prefix has {b}")
     full = concat_batches(prefix, uncond.to(dev)) if use_cfg else prefix
     rows = full.tokens.shape[0]
     param = next(model.parameters())
@@ -235,48 +180,34 @@ def iterate(
     no_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
     zero_weight = torch.zeros(rows, 2, device=dev)
 
-    def grammar() -> tuple[Tensor, Tensor, Tensor]:
-        """The rows' state now -> (allowed Bool[B, V], hold Bool[B]: rows whose next script token competes with
-        <lat>, nxt [B]: that token, -1 when none) by the rules of the module docstring."""
+    def grammar() -> tuple[Tensor, Tensor]:
+        """The rows' state now -> (allowed Bool[B, V], preferred [B]: the token whose logit gets the
+        constraint's preference, -1 none) by the rules of the module docstring."""
         allowed = torch.ones(b, lay.size, dtype=torch.bool, device=dev)
         allowed[:, never] = False
         in_span = open_m >= 0  # [B]
-        nxt = _next_script(scr, pos)  # [B] the script token each row says next, -1 when spent (or none)
-        hold = torch.zeros_like(in_span)
+        preferred = torch.full((b,), -1, dtype=torch.long, device=dev)
         outside = ~in_span
         if outside.any():
             allowed[outside.nonzero()[:, :1], blocked] = False
         if in_span.any():  # inside a span: only <lat> or this span's end token
+            end_tok = ends[open_m.clamp(min=0)]  # [B] (meaningful where in_span)
             span = torch.zeros_like(allowed)
             span[:, lay.lat] = True
-            span[in_span, ends[open_m[in_span]]] = True
+            span[in_span, end_tok[in_span]] = True
             need_more = in_span & (count < min_lat)
             if need_more.any():
-                span[need_more, ends[open_m[need_more]]] = False
+                span[need_more, end_tok[need_more]] = False
             full_span = in_span & (count >= cap) if cap is not None else torch.zeros_like(in_span)
             span[full_span, lay.lat] = False
             if span_length is not None:
                 short = in_span & (count < span_length)
                 span[short] = False
                 span[short, lay.lat] = True
-            if scr.shape[1]:
-                pending = in_span & (nxt >= 0)
-                hold = pending & ~full_span  # the script is not spent: no end token yet
-                span[hold, ends[open_m[hold]]] = False
-                rows_h = hold.nonzero().squeeze(-1)
-                span[rows_h, nxt[rows_h]] = True
-                if limits is not None:
-                    over = in_span & (run >= limits.gather(1, pos[:, None])[:, 0])  # [B]
-                    span[over & hold, lay.lat] = False  # say the next symbol ...
-                    done_over = over & ~pending  # ... or, after the last one, end the span
-                    span[done_over, lay.lat] = False
-                    span[done_over, ends[open_m[done_over]]] = True
-                if floors is not None:  # too early to move on: only latents (the cap still ends the span)
-                    under = in_span & ~full_span & (run < floors.gather(1, pos[:, None])[:, 0])  # [B]
-                    span[under] = False
-                    span[under, lay.lat] = True
+            if constraint is not None:
+                preferred = constraint.restrict(span, in_span, full_span, end_tok, lay.lat)
             allowed[in_span] = span[in_span]
-        return allowed, hold, nxt
+        return allowed, preferred
 
     # Greedy token decoding makes a row's next token known when the grammar allows only one (a forced script
     # token, a span's end when its durations are spent): it is then fed in the same trunk call as the row's
@@ -287,13 +218,13 @@ def iterate(
     ahead_tok = pad_tok.clone()
     rules = grammar()  # the rules of the coming step (the state changes only in the bookkeeping below)
     for step in range(max_new):
-        allowed, hold, nxt = rules
+        allowed, preferred = rules
         tok = ahead_tok
         if not bool((ahead | finished).all()):  # some row chooses from the LM head
             logits = model.logits(last[:b]).float()  # [B, V]
-            if script_bias and hold.any():
-                rows_h = hold.nonzero().squeeze(-1)
-                logits[rows_h, nxt[rows_h]] += script_bias
+            if constraint is not None and constraint.preference and bool((preferred >= 0).any()):
+                rows_p = (preferred >= 0).nonzero().squeeze(-1)
+                logits[rows_p, preferred[rows_p]] += constraint.preference
             logits = logits.masked_fill(~allowed, float("-inf"))
             tok = torch.where(ahead, ahead_tok, _sample_token(logits, token_temperature, top_k, generator))
         tok = torch.where(finished, pad_tok, tok)  # [B]
@@ -318,11 +249,10 @@ def iterate(
                 lat_vals[idx, :d] = z.to(lat_vals.dtype)
                 lat_mod[idx] = i
         # span bookkeeping
-        is_script = torch.zeros_like(finished)
-        if scr.shape[1]:
-            is_script = (tok == nxt) & ~finished & (open_m >= 0)
-            pos = pos + is_script
-            run = torch.where(is_script, torch.zeros_like(run), run + is_lat)
+        said = torch.zeros_like(finished)  # rows that emitted a token of the constraint's
+        if constraint is not None:
+            said = constraint.owns(tok) & ~finished & (open_m >= 0)
+            constraint.advance(said, is_lat)
         count = count + is_lat  # [B] long
         for t, mi in begins:
             opened = tok == t
@@ -352,7 +282,7 @@ def iterate(
                 fed[r] += (read_noise * n).to(dev, fed.dtype)
         ahead = torch.zeros_like(ahead)
         if fuse:
-            allowed_next, _, nxt_next = rules
+            allowed_next = rules[0]
             forced = allowed_next.float().argmax(-1)  # [B]
             ahead = ~finished & (allowed_next.sum(-1) == 1) & (forced != lay.lat)
             ahead_tok = torch.where(ahead, forced, pad_tok)
@@ -370,17 +300,16 @@ def iterate(
         cols = [c0]
         if second.any():
             cols.append([torch.where(second, ahead_tok, pad_tok), no_lat, no_mod, second])
-        un_script = is_script & feed_now  # a script token is read as script_uncond by the uncond rows
-        un_ahead = ahead & (ahead_tok == nxt_next) if fuse else ahead
+        un_token = constraint.uncond_token if constraint is not None else None
+        un_said = said & feed_now  # the constraint's tokens are read as its uncond_token by the uncond rows
+        un_ahead = ahead & constraint.owns(ahead_tok) if un_token is not None else ahead
         items = [torch.stack(x, 1) for x in zip(*cols)]  # tokens [B, n], latents [B, n, Dmax], modality, valid
         if use_cfg:
             un_tokens = items[0].clone()
-            if script_uncond is not None:
-                un_tokens[:, 0] = torch.where(
-                    un_script | (~feed_now & un_ahead), torch.full_like(tok, script_uncond), un_tokens[:, 0]
-                )
+            if un_token is not None:
+                un_tokens[:, 0] = un_tokens[:, 0].masked_fill(un_said | (~feed_now & un_ahead), un_token)
                 if len(cols) == 2:
-                    un_tokens[:, 1] = un_tokens[:, 1].masked_fill(second & un_ahead, script_uncond)
+                    un_tokens[:, 1] = un_tokens[:, 1].masked_fill(second & un_ahead, un_token)
             items = [torch.cat([x, y]) for x, y in zip(items, [un_tokens, *items[1:]])]
         n = items[0].shape[1]
         out = model(Batch(*items, weight=zero_weight[:, :n]), cache=cache)  # [R, n, C]

@@ -16,6 +16,7 @@ from tts.layout import MODALITY, generation_prefix, interleaved_script, training
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
 from tts.script import item_durations, target_script
+from tts.script_constraint import ScriptConstraint
 from tts.store_files import phoneme_cache
 from tts.train import TrainConfig, Trainer
 
@@ -91,15 +92,11 @@ def _decode(tts, script, bias_to: int, **kw):
         lm.lm_head.weight.zero_()
         if bias_to is not None:
             lm.lm_head.weight[bias_to] = 50.0 * torch.sign(lm(prefix)[0, -1])
+    runs = {k: kw.pop(k) for k in ("max_run", "min_run", "bias") if k in kw}
+    constraint = ScriptConstraint(interleaved_script(lm, [script]), lay.size, uncond_token=lay.null, **runs)
     try:
         [out] = lm.generate(
-            prefix,
-            uncond=uncond,
-            script=interleaved_script(lm, [script]),
-            script_uncond=lay.null,
-            steps=2,
-            generator=torch.Generator().manual_seed(0),
-            **kw,
+            prefix, uncond=uncond, constraint=constraint, steps=2, generator=torch.Generator().manual_seed(0), **kw
         )
     finally:
         with torch.no_grad():
@@ -116,13 +113,13 @@ def test_decoding_says_every_symbol_in_order_before_it_may_stop(tts):
     out = _decode(tts, [10, 11, 12], lay.lat, max_new=20, max_latents=3 + 4)
     assert out == ["<lat>"] * 4 + ["<eo_audio>"]  # 3 prompt latents + 4 new = the cap
     # ... or, with a run limit, made to move on to the next symbol after that many latents on one
-    out = _decode(tts, [10, 11, 12], lay.lat, max_new=9, script_max_run=2)
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=9, max_run=2)
     assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
-    out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, script_max_run=[[1, 3, 2]])  # per symbol
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, max_run=[[1, 3, 2]])  # per symbol
     assert out == ["<lat>", "11", "<lat>", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
     # an undecided head (all logits equal) stays on a symbol under greedy decoding; a bias moves it on
     assert _decode(tts, [10, 11, 12], None, max_new=4, token_temperature=0.0) == ["<lat>"] * 4
-    out = _decode(tts, [10, 11, 12], None, max_new=4, token_temperature=0.0, script_bias=0.5)
+    out = _decode(tts, [10, 11, 12], None, max_new=4, token_temperature=0.0, bias=0.5)
     assert out == ["11", "12", "<lat>", "<lat>"]
 
 
@@ -131,16 +128,16 @@ def test_decoding_forces_given_durations(tts):
     want = ["<lat>", "<lat>", "11", "12", "<lat>", "<lat>", "<lat>", "<eo_audio>"]
     for head_wants in (lay.end[MODALITY], lay.lat, None):  # whatever the LM head prefers
         out = _decode(
-            tts, [10, 11, 12], head_wants, max_new=12, script_min_run=[[2, 0, 3]], script_max_run=[[2, 0, 3]]
+            tts, [10, 11, 12], head_wants, max_new=12, min_run=[[2, 0, 3]], max_run=[[2, 0, 3]]
         )
         assert out == want
     # a minimum alone delays the next symbol; the cap still ends the span
-    out = _decode(tts, [10, 11, 12], lay.end[MODALITY], max_new=12, script_min_run=2)
+    out = _decode(tts, [10, 11, 12], lay.end[MODALITY], max_new=12, min_run=2)
     assert out == ["<lat>", "<lat>", "11", "<lat>", "<lat>", "12", "<lat>", "<lat>", "<eo_audio>"]
-    out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, script_min_run=5, max_latents=3 + 4)
+    out = _decode(tts, [10, 11, 12], lay.lat, max_new=12, min_run=5, max_latents=3 + 4)
     assert out == ["<lat>"] * 4 + ["<eo_audio>"]
     with pytest.raises(ValueError, match="must not exceed"):
-        _decode(tts, [10, 11, 12], None, max_new=4, script_min_run=[[3, 0, 3]], script_max_run=[[2, 0, 3]])
+        _decode(tts, [10, 11, 12], None, max_new=4, min_run=[[3, 0, 3]], max_run=[[2, 0, 3]])
 
 
 @pytest.mark.parametrize("cfg", [1.0, 2.0])
@@ -163,9 +160,10 @@ def test_forced_tokens_ride_with_the_item_before_them(tts, monkeypatch, cfg):
         prefix, uncond = generation_prefix(lm, [[3, 4, 1] + s for s in sc], [prompts[r] for r in rows], cfg, sc)
         calls, real = [], lm.forward
         monkeypatch.setattr(lm, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+        rr = [runs[r] for r in rows]
+        constraint = ScriptConstraint(interleaved_script(lm, sc), lay.size, uncond_token=lay.null, max_run=rr, min_run=rr)
         out = lm.generate(
-            prefix, uncond=uncond, cfg=cfg, script=interleaved_script(lm, sc), script_uncond=lay.null,
-            script_min_run=[runs[r] for r in rows], script_max_run=[runs[r] for r in rows],
+            prefix, uncond=uncond, cfg=cfg, constraint=constraint,
             min_latents=[len(prompts[r]) for r in rows], steps=2, max_new=16, token_temperature=0.0,
             generator=[torch.Generator().manual_seed(r) for r in rows],
         )

@@ -54,6 +54,7 @@ from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
 from tts.prepare import prepare_job
 from tts.prompt import PromptLimits, PromptTranscriber, load_prompt
 from tts.rows import Row, SynthesisJob
+from tts.script_constraint import ScriptConstraint
 from vocoder_vae.model import AudioVAE
 
 __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
@@ -225,17 +226,22 @@ class TTS:
                 raise ValueError("durations need the interleaved layout")
             floor = [len(p) for p in prompts]
             durations = [[int(x) for x in r.durations] for r in rows]
+        constraint = None
+        if scripts is not None:
+            constraint = ScriptConstraint(
+                rest,
+                vocab=self.lm.layout.size,
+                uncond_token=self.lm.layout.null,
+                max_run=durations or [self._run_limits(sc) for sc in scripts],
+                min_run=durations,
+                bias=self.cfg.advance_bias,
+                device=self.device,
+            )
         it = self.lm.generate_stream(
             prefix,
             max_new=max(caps) + (max(len(x) for x in rest) if rest is not None else 0),
             min_latents=floor,
-            script=rest,
-            script_uncond=self.lm.layout.null if rest is not None else None,
-            script_max_run=None
-            if scripts is None
-            else (durations or [self._run_limits(sc) for sc in scripts]),
-            script_min_run=durations,
-            script_bias=self.cfg.advance_bias,
+            constraint=constraint,
             steps=steps,
             cfg=cfg,
             uncond=uncond,
