@@ -232,16 +232,26 @@ def build_demo(
     default_cfg = float(getattr(getattr(tts_or_loader, "cfg", None), "cfg_scale", 1.5))
     default_temperature = float(getattr(getattr(tts_or_loader, "cfg", None), "temperature", 1.0))
 
-    def settings(prompt_text, steps, guidance, temperature, seed, speed) -> dict:
-        """The form's settings, checked first (SynthesisOptions: NaN, inf, huge seeds are refused)."""
+    def settings(prompt_text, steps, guidance, temperature, seed, speed, head="default") -> dict:
+        """The form's settings, checked first (SynthesisOptions: NaN, inf, huge seeds are refused). Guidance left
+        at the release's value is the release's (a one-step head carries it distilled in); ``head`` "default" is
+        the release's default head."""
         from tts.options import SynthesisOptions
 
-        opts = SynthesisOptions(steps=steps, cfg=guidance, temperature=temperature, seed=seed, speed=speed)
+        cfg_ = None if guidance is not None and abs(float(guidance) - default_cfg) < 1e-6 else guidance
+        opts = SynthesisOptions(
+            steps=steps,
+            cfg=cfg_,
+            temperature=temperature,
+            seed=seed,
+            speed=speed,
+            head=None if head in (None, "default") else head,
+        )
         return dict(prompt_text=(prompt_text or "").strip() or None, options=opts)
 
     @_friendly
-    def clone(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, do_check):
-        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed)
+    def clone(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, do_check, head="default"):
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed, head)
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
@@ -258,8 +268,8 @@ def build_demo(
         return (res.sample_rate, to_int16(audio)), image, res.prompt_text, info, report
 
     @_friendly
-    def clone_stream(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed):
-        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed)
+    def clone_stream(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, head="default"):
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed, head)
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
@@ -304,6 +314,13 @@ def build_demo(
                         speed = gr.Slider(
                             0.5, 2.0, value=1.0, step=0.05, label="Speed (models with a duration predictor)"
                         )
+                        head = gr.Radio(
+                            ["default", "one_step", "reference"],
+                            value="default",
+                            label="Diffusion head: the release's default, its distilled one-step head (about 2x "
+                            "faster, at the release's guidance), or the reference head (uses the steps and guidance "
+                            "above)",
+                        )
                     do_check = gr.Checkbox(
                         value=False, label="Check it (ASR transcript + WER and speaker similarity; slower)"
                     )
@@ -337,10 +354,10 @@ def build_demo(
             image_tab(*image_model)
         inputs = [prompt, prompt_text, text, steps, guidance, temperature, seed, speed]
         generate.click(
-            clone, inputs + [do_check], [out_audio, spec, used_text, info, report], api_name="clone"
+            clone, inputs + [do_check, head], [out_audio, spec, used_text, info, report], api_name="clone"
         )
         if streaming:
-            stream_btn.click(clone_stream, inputs, out_stream, api_name="clone_stream")
+            stream_btn.click(clone_stream, inputs + [head], out_stream, api_name="clone_stream")
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.max_queue)
     return demo
 

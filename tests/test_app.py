@@ -48,9 +48,19 @@ def server(tts):
     demo.close()
 
 
-def _clone(client, prompt, text, prompt_text=PROMPT_TEXT, seed=0, check=False):
+def _clone(client, prompt, text, prompt_text=PROMPT_TEXT, seed=0, check=False, head="default"):
     prompt = handle_file(str(prompt)) if prompt is not None else None
-    return client.predict(prompt, prompt_text, text, 4, 1.5, 1.0, seed, 1.0, check, api_name="/clone")
+    return client.predict(prompt, prompt_text, text, 4, 1.5, 1.0, seed, 1.0, check, head, api_name="/clone")
+
+
+def test_the_head_choice_reaches_the_api(server, real_speech_dir):
+    """The form's diffusion head goes to SynthesisOptions.head: the reference head is this release's default;
+    it has no one-step head, and asking for one says so."""
+    default = sf.read(_clone(server, real_speech_dir / PROMPT, "Hello there.")[0], dtype="int16")[0]
+    ref = sf.read(_clone(server, real_speech_dir / PROMPT, "Hello there.", head="reference")[0], dtype="int16")[0]
+    assert np.array_equal(default, ref)
+    with pytest.raises(AppError, match="has no one-step head"):
+        _clone(server, real_speech_dir / PROMPT, "Hello there.", head="one_step")
 
 
 def test_clone_returns_the_models_waveform(server, tts, real_speech_dir):
@@ -185,6 +195,7 @@ def test_streamed_playback_covers_the_whole_result(tts, real_speech_dir):
             1.0,
             0,
             1.0,
+            "default",
             api_name="/clone_stream",
         )
         updates = list(job)

@@ -312,6 +312,8 @@ def test_bad_speech_bodies_get_4xx_json(server):
         (speech_body(speed=9), 400, "speed"),
         (speech_body(steps=0), 400, "steps"),
         (speech_body(seed=-1), 400, "seed"),
+        (speech_body(head="two_step"), 400, "head"),
+        (speech_body(head="one_step"), 400, "head"),  # this release has none: the model's own check
         (speech_body(color="red"), 400, "color"),
         (speech_body(input="!!! ???"), 400, "input"),  # nothing to speak: the model's own check
     ]

@@ -25,10 +25,14 @@ def test_shipped_release_synthesises_a_sentence(real_speech_dir, real_manifest):
     assert np.abs(res.audio).max() <= 1.0 and np.sqrt(np.mean(res.audio**2)) > 1e-3  # speech, not silence
 
 
-# The pinned output: "Hello there. Good day to you!" in the aew clip's voice, seed 0, the release's defaults,
-# written with these inputs and torch on one thread (tests/conftest.py). A refactor of tts/
-# must leave it as it was (to float rounding); a change that is meant to alter it rewrites the file.
-REFERENCE = REPO / "tests" / "data" / "tts_demo_reference.npz"
+# The pinned outputs: "Hello there. Good day to you!" in the aew clip's voice, seed 0, the release's defaults,
+# with each of its diffusion heads (the reference head; the one-step head when the release has one), written with
+# these inputs and torch on one thread (tests/conftest.py). A refactor of tts/ must leave them as they were (to
+# float rounding); a change that is meant to alter them rewrites the files.
+REFERENCES = {
+    "reference": REPO / "tests" / "data" / "tts_demo_reference.npz",
+    "one_step": REPO / "tests" / "data" / "tts_demo_reference_one_step.npz",
+}
 REFERENCE_TEXT = "Hello there. Good day to you!"
 
 
@@ -49,13 +53,19 @@ def _check_against_reference(audio: np.ndarray, frames: list[int], ref) -> None:
 
 
 @pytest.mark.skipif(not (RELEASE / "model.safetensors").is_file(), reason="shipped release missing")
-def test_shipped_release_output_is_unchanged(real_speech_dir, real_manifest):
-    """synthesize, stream and synthesize_batch of the shipped release give the stored reference audio."""
+@pytest.mark.parametrize("head", sorted(REFERENCES))
+def test_shipped_release_output_is_unchanged(real_speech_dir, real_manifest, head):
+    """synthesize, stream and synthesize_batch of the shipped release give the stored reference audio, with
+    each diffusion head it ships."""
     from tts.model import TTS
 
     tts = TTS.from_pretrained(RELEASE)
-    ref = np.load(REFERENCE)
+    if head == "one_step" and tts.one_step is None:
+        assert not REFERENCES[head].exists(), "a pinned one-step output for a release without a one-step head"
+        pytest.skip("the shipped release has no one-step head")
+    ref = np.load(REFERENCES[head])
     prompt, kw = _reference_inputs(real_speech_dir, real_manifest)
+    kw["head"] = head
     res = tts.synthesize(REFERENCE_TEXT, prompt, **kw)
     _check_against_reference(res.audio, res.info["frames"], ref)
     streamed = np.concatenate(list(tts.stream(REFERENCE_TEXT, prompt, **kw)))
@@ -75,18 +85,24 @@ def write_reference(real_speech_dir: Path) -> None:
     torch.set_num_threads(1)  # as the tests run
     tts = TTS.from_pretrained(RELEASE)
     [row] = [r for r in read_tsv(real_speech_dir / "dev" / "manifest.tsv") if r["file"] == Path(PROMPT).name]
-    res = tts.synthesize(REFERENCE_TEXT, real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0)
-    a = res.audio
-    np.savez(
-        REFERENCE,
-        head=a[:2000],
-        tail=a[-2000:],
-        length=np.int64(len(a)),
-        frames=np.asarray(res.info["frames"]),
-        rms=np.float64(np.sqrt(np.mean(a.astype(np.float64) ** 2))),
-        absmax=np.float64(np.abs(a).max()),
-    )
-    print(f"wrote {REFERENCE}: {len(a)} samples, frames {res.info['frames']}")
+    for head, path in REFERENCES.items():
+        if head == "one_step" and tts.one_step is None:
+            path.unlink(missing_ok=True)
+            continue
+        res = tts.synthesize(
+            REFERENCE_TEXT, real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0, head=head
+        )
+        a = res.audio
+        np.savez(
+            path,
+            head=a[:2000],
+            tail=a[-2000:],
+            length=np.int64(len(a)),
+            frames=np.asarray(res.info["frames"]),
+            rms=np.float64(np.sqrt(np.mean(a.astype(np.float64) ** 2))),
+            absmax=np.float64(np.abs(a).max()),
+        )
+        print(f"wrote {path}: {len(a)} samples, frames {res.info['frames']}")
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ def test_settings_it_was_not_distilled_for_are_refused_before_any_work(prompt):
     tts = _with_one_step(default=True)
     calls = _calls(tts)
     kw = dict(prompt_text=prompt[1], max_seconds=0.4)
-    with pytest.raises(TTSInputError, match="distilled at cfg 2"):
+    with pytest.raises(TTSInputError, match="cfg 3: the one-step head was distilled at cfg 2"):
         tts.synthesize("Hi.", prompt[0], cfg=3.0, **kw)
-    with pytest.raises(TTSInputError, match="temperatures up to 1"):
+    with pytest.raises(TTSInputError, match="temperature 1.5: .* up to 1"):
         tts.synthesize("Hi.", prompt[0], temperature=1.5, **kw)
     tts.synthesize("Hi.", prompt[0], cfg=2.0, temperature=0.5, **kw)  # its own guidance, a lower temperature
     tts.synthesize("Hi.", prompt[0], cfg=3.0, temperature=1.5, head="reference", **kw)

@@ -159,15 +159,15 @@ def resolve_decoding(
     if head == "reference":
         return Decoding(head, o.steps, cfg, temp)
     if one_step is None:
-        raise TTSInputError('this release has no one-step head (its one_step_head/ folder): use head="reference"')
+        raise TTSInputError('head "one_step": this release has no one-step head (one_step_head/); use "reference"')
     if o.cfg is not None and abs(cfg - one_step.cfg_scale) > 1e-6:
         raise TTSInputError(
-            f"the one-step head was distilled at cfg {one_step.cfg_scale:g}; "
-            f'for cfg {cfg:g} use head="reference" (or cfg=None)'
+            f"cfg {cfg:g}: the one-step head was distilled at cfg {one_step.cfg_scale:g}; "
+            'use head="reference" for another guidance scale (or leave cfg at None)'
         )
     if temp > one_step.max_temperature + 1e-6:
         raise TTSInputError(
-            f"the one-step head was distilled at temperatures up to {one_step.max_temperature:g}; "
-            f'for {temp:g} use head="reference"'
+            f"temperature {temp:g}: the one-step head was distilled at temperatures up to "
+            f'{one_step.max_temperature:g}; use head="reference" for a higher one'
         )
     return Decoding(head, 1, one_step.cfg_scale, temp)

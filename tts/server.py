@@ -9,7 +9,7 @@
 | ``GET /v1/voices``, ``GET /v1/voices/{name}`` | saved voices |
 | ``POST /v1/voices`` | multipart ``name``, ``audio`` (a clip), optional ``transcript`` (else offline Whisper) -> 201 |
 | ``DELETE /v1/voices/{name}`` | forget a voice |
-| ``POST /v1/audio/speech`` | OpenAI's body (model, input, voice, response_format, speed) + ``seed``, ``steps``, ``cfg``; the audio is sent while it is generated (chunked) |
+| ``POST /v1/audio/speech`` | OpenAI's body (model, input, voice, response_format, speed) + ``seed``, ``steps``, ``cfg``, ``head``; the audio is sent while it is generated (chunked) |
 | ``GET /health`` | liveness and the pool's load (no key needed) |
 
 The app is built by ``build_app(tts, cfg, voices)``; importing this file loads nothing. Synthesis is
@@ -50,7 +50,7 @@ from tts.voices import VoiceExists, VoiceInputError, VoiceNotFound, VoiceStore
 log = logging.getLogger("latentlm.server")
 API_KEY_ENV = "LATENTLM_API_KEY"
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # accepted as names of the loaded model
-OPTION_KEYS = ("speed", "seed", "steps", "cfg")  # request fields that go to SynthesisOptions
+OPTION_KEYS = ("speed", "seed", "steps", "cfg", "head")  # request fields that go to SynthesisOptions
 SHUTDOWN_GRACE_S = 5  # seconds open streams get to finish when the server is stopped
 
 
@@ -109,6 +109,7 @@ class SpeechRequest(BaseModel):
     seed: int | None = None  # extensions
     steps: int | None = None
     cfg: float | None = None
+    head: Literal["reference", "one_step"] | None = None
 
 
 class BodyLimit:
