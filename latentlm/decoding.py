@@ -18,9 +18,10 @@ Grammar enforced by logit masks (the model is free everywhere else):
   its own; ``advance(said, is_lat)`` updates its state after each step; ``uncond_token`` (int or None) is what
   guidance rows read in place of its tokens.
 Forced tokens: with greedy token decoding, a token that is the only one the grammar allows (a script token whose
-durations are given, a span's end) is fed to the trunk in the same call as the item before it, so decoding
-makes one trunk call per latent instead of one per item (the same items at the same positions: the output
-equals one call per item to float rounding; ``FUSE_FORCED_TOKENS = False`` turns it off).
+durations are given, a span's end) needs no hidden state; items are fed lazily, all that are pending in one
+trunk call when a row needs its hidden state, so predictor-timed speech makes one trunk call per latent instead
+of one per item (the same items at the same positions: the output equals one call per item to float rounding;
+``FUSE_FORCED_TOKENS = False`` turns it off).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -37,7 +38,7 @@ from latentlm.sequence import Batch
 from latentlm.transformer import KVCache
 
 
-FUSE_FORCED_TOKENS = True  # feed a token the grammar forces with the item before it (off: one call per item)
+FUSE_FORCED_TOKENS = True  # feed tokens the grammar forces with the items around them (off: one call per item)
 
 
 @dataclass
@@ -176,9 +177,7 @@ def iterate(
     mods = [(i, m, d) for i, (m, d) in enumerate(model.latent_dims.items())]
     begins = [(t, lay.modalities.index(m)) for m, t in lay.begin.items()]
     pad_tok = torch.full((b,), lay.pad, dtype=torch.long, device=dev)
-    no_lat = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
-    no_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
-    zero_weight = torch.zeros(rows, 2, device=dev)
+    zero_weight = torch.zeros(rows, 1, device=dev)
 
     def grammar() -> tuple[Tensor, Tensor]:
         """The rows' state now -> (allowed Bool[B, V], preferred [B]: the token whose logit gets the
@@ -209,24 +208,47 @@ def iterate(
             allowed[in_span] = span[in_span]
         return allowed, preferred
 
-    # Greedy token decoding makes a row's next token known when the grammar allows only one (a forced script
-    # token, a span's end when its durations are spent): it is then fed in the same trunk call as the row's
-    # current item (the same items at the same positions, one call fewer); ``ahead`` marks rows whose token
-    # of the coming step was fed so, ``ahead_tok`` holds it.
+    # Items are fed to the trunk lazily: each step's item joins ``pending`` and the pending items go through the
+    # trunk in one call when some row needs its hidden state (to choose a token with the LM head, or to sample a
+    # latent). Under greedy token decoding a token the grammar allows alone (a script token with given
+    # durations, a span's end) is known without the hidden state, so predictor-timed speech makes one trunk call
+    # per latent instead of one per item; the items and their positions are the same, so is the output (to float
+    # rounding). Sampled token decoding (token_temperature > 0) feeds every item at once, as it always did.
     fuse = FUSE_FORCED_TOKENS and token_temperature <= 0
-    ahead = torch.zeros(b, dtype=torch.bool, device=dev)
-    ahead_tok = pad_tok.clone()
+    pending: list[list[Tensor]] = []  # per step not yet fed: tokens, latents, modality, valid ([R, ...] each)
+    un_token = constraint.uncond_token if constraint is not None else None
+
+    def feed() -> None:
+        nonlocal last
+        n = len(pending)
+        tokens, latents, modality, valid = (torch.stack(x, 1) for x in zip(*pending))  # [R, n, ...]
+        out = model(Batch(tokens, latents, modality, valid, weight=zero_weight[:, :1].expand(-1, n)), cache=cache)
+        took = valid.any(1)  # [R] rows that fed something: their newest hidden state
+        newest = out[torch.arange(rows, device=dev), valid.long().cumsum(1).argmax(1)]  # [R, C] at the last valid
+        last = torch.where(took[:, None], newest, last)
+        pending.clear()
+
     rules = grammar()  # the rules of the coming step (the state changes only in the bookkeeping below)
     for step in range(max_new):
         allowed, preferred = rules
-        tok = ahead_tok
-        if not bool((ahead | finished).all()):  # some row chooses from the LM head
+        known = torch.zeros_like(finished)
+        if fuse:
+            only = allowed.to(torch.uint8).argmax(-1)  # [B] the first allowed token: the only one where known
+            known = (allowed.sum(-1) == 1) & (only != lay.lat)
+        need = ~finished & ~known  # rows that need their hidden state now
+        if pending and bool(need.any()):
+            feed()
+        if bool(need.any()):
             logits = model.logits(last[:b]).float()  # [B, V]
             if constraint is not None and constraint.preference and bool((preferred >= 0).any()):
                 rows_p = (preferred >= 0).nonzero().squeeze(-1)
                 logits[rows_p, preferred[rows_p]] += constraint.preference
             logits = logits.masked_fill(~allowed, float("-inf"))
-            tok = torch.where(ahead, ahead_tok, _sample_token(logits, token_temperature, top_k, generator))
+            tok = _sample_token(logits, token_temperature, top_k, generator)
+            if fuse:
+                tok = torch.where(known, only, tok)
+        else:
+            tok = only
         tok = torch.where(finished, pad_tok, tok)  # [B]
 
         lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
@@ -261,7 +283,7 @@ def iterate(
         open_m = open_m.masked_fill(torch.isin(tok, ends), -1)
 
         newly_done = torch.isin(tok, stop_ids) & ~finished
-        feed_now = ~finished & ~ahead  # rows that emitted an item not yet fed (stop tokens included)
+        emitted = ~finished  # rows that emitted an item this step (stop tokens included): fed back
         finished = finished | newly_done
         truncated = torch.zeros_like(finished)
         if step == max_new - 1:
@@ -272,7 +294,6 @@ def iterate(
         )
         if finished.all():
             return
-        rules = grammar()
         fed = lat_vals
         if read_noise > 0 and is_lat.any():
             fed = lat_vals.clone()
@@ -280,43 +301,12 @@ def iterate(
                 g = generator if per_row is None else per_row[r]
                 n = torch.randn(dmax, generator=g, device=g.device if g is not None else dev)
                 fed[r] += (read_noise * n).to(dev, fed.dtype)
-        ahead = torch.zeros_like(ahead)
-        if fuse:
-            allowed_next = rules[0]
-            forced = allowed_next.float().argmax(-1)  # [B]
-            ahead = ~finished & (allowed_next.sum(-1) == 1) & (forced != lay.lat)
-            ahead_tok = torch.where(ahead, forced, pad_tok)
-        # per row, left-aligned: its item of this step (unless fed ahead last step), then its next token if known
-        first = feed_now | ahead  # [B] column 0 holds something
-        c0 = [
-            torch.where(feed_now, tok, ahead_tok),
-            torch.where(feed_now[:, None], fed, no_lat),
-            torch.where(feed_now, lat_mod, no_mod),
-            first,
-        ]
-        second = feed_now & ahead
-        if not bool(first.any()):
-            continue  # every unfinished row's item was fed ahead: no trunk call this step
-        cols = [c0]
-        if second.any():
-            cols.append([torch.where(second, ahead_tok, pad_tok), no_lat, no_mod, second])
-        un_token = constraint.uncond_token if constraint is not None else None
-        un_said = said & feed_now  # the constraint's tokens are read as its uncond_token by the uncond rows
-        un_ahead = ahead & constraint.owns(ahead_tok) if un_token is not None else ahead
-        items = [torch.stack(x, 1) for x in zip(*cols)]  # tokens [B, n], latents [B, n, Dmax], modality, valid
-        if use_cfg:
-            un_tokens = items[0].clone()
-            if un_token is not None:
-                un_tokens[:, 0] = un_tokens[:, 0].masked_fill(un_said | (~feed_now & un_ahead), un_token)
-                if len(cols) == 2:
-                    un_tokens[:, 1] = un_tokens[:, 1].masked_fill(second & un_ahead, un_token)
-            items = [torch.cat([x, y]) for x, y in zip(items, [un_tokens, *items[1:]])]
-        n = items[0].shape[1]
-        out = model(Batch(*items, weight=zero_weight[:, :n]), cache=cache)  # [R, n, C]
-        valid = items[3]  # [R, n]
-        took = valid.any(1)
-        newest = out[torch.arange(rows, device=dev), (valid.sum(1) - 1).clamp(min=0)]  # [R, C]
-        last = torch.where(took[:, None], newest, last)
+        column = [tok, fed, lat_mod, emitted]
+        if use_cfg:  # the uncond rows feed the same item; the constraint's tokens read as its uncond_token
+            un_tok = tok if un_token is None else tok.masked_fill(said, un_token)
+            column = [torch.cat([x, y]) for x, y in zip(column, [un_tok, *column[1:]])]
+        pending.append(column)
+        rules = grammar()
 
 
 @torch.no_grad()

@@ -141,8 +141,8 @@ def test_decoding_forces_given_durations(tts):
 
 
 @pytest.mark.parametrize("cfg", [1.0, 2.0])
-def test_forced_tokens_ride_with_the_item_before_them(tts, monkeypatch, cfg):
-    """Given durations force every script token: fed in the same trunk call as the latent before it, the rows
+def test_forced_tokens_ride_with_the_latents(tts, monkeypatch, cfg):
+    """Given durations force every script token: fed in the same trunk call as the latents around it, the rows
     (of different rhythms, in one batch, with guidance rows reading <null>) decode the same items and latents
     as with one call per item, in fewer calls."""
     import latentlm.decoding as decoding
@@ -184,10 +184,13 @@ def test_forced_tokens_ride_with_the_item_before_them(tts, monkeypatch, cfg):
     L = "<lat>"
     assert names == [[L, L, "11", "12", L, L, L, "<eo_audio>"], [L, "13", L, L, "11", "12", L, L, "<eo_audio>"]]
     same(fused, plain)  # rows out of step: the fused tokens wait in their rows, nothing changes
-    for r in (0, 1):  # one row: every forced token rides with the latent before it
+    for r in (0, 1):  # one row: one call per latent (the forced tokens ride along)
         (fused, n_fused), (plain, n_plain) = decode(True, [r]), decode(False, [r])
         same(fused, plain)
-        assert n_fused < n_plain, (n_fused, n_plain)
+        n_latents = sum(not isinstance(x, int) for x in plain[0])
+        # one call per item: the prefill and every item but the last; fused: the prefill (the first latent reads
+        # it) and one call before each later latent
+        assert n_plain == len(plain[0]) and n_fused == n_latents, (n_fused, n_plain, n_latents)
 
 
 def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
