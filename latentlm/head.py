@@ -11,10 +11,12 @@ Architecture (DESIGN.md; DiT/MAR-style AdaLN-Zero):
 The modulation layers (the only ones with biases) and the output Linear start at zero, so the initial output
 is exactly zero and every block starts as the identity.
 
-Two verbs:
+Verbs:
 - ``loss(target, cond, mask)``: each (target, cond) pair is repeated ``batch_mul`` times with fresh noise and
   t ~ U{0..T-1}; MSE to the eps / v target, averaged over D and the draws, then a (weighted) mean over the
   selected positions.
+- ``sample_reference(cond, ...)``: the same, written plainly (``forward`` + ``cfg_combine`` in the public solvers);
+  the fused ``sample`` is held to it.
 - ``sample(cond, ...)``: x_T ~ N(0, temperature^2 I), then DPM-Solver++(2M) or ancestral DDPM (see
   ``latentlm/diffusion.py``). ``temperature`` scales the initial noise and, for DDPM, every injected noise draw;
   temperature = 1 samples the model, < 1 trades diversity for typicality, 0 gives the deterministic ODE image of
@@ -37,8 +39,11 @@ from latentlm.diffusion import (
     Generators,
     NoiseSchedule,
     Spacing,
+    cfg_combine,
+    ddpm_ancestral,
     ddpm_ancestral_indexed,
     ddpm_timesteps,
+    dpm_solver_pp_2m,
     dpm_solver_pp_2m_indexed,
     randn_rows,
     solver_timesteps,
@@ -203,6 +208,35 @@ class DiffusionHead(nn.Module):
         return (per_row * weights).sum() / weights.sum().clamp_min(1e-12)
 
     # ---- sampling ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_reference(
+        self,
+        cond: Tensor,
+        steps: int = 10,
+        cfg: float = 1.0,
+        uncond: Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        solver: Literal["dpm++2m", "ddpm"] = "dpm++2m",
+        spacing: Spacing = "quadratic",
+    ) -> Tensor:
+        """What ``sample`` computes, written plainly: ``forward`` on cond and uncond rows, ``cfg_combine``, the
+        x0 prediction, inside the public solvers (tests/test_fast_paths.py holds ``sample`` to it). Slow."""
+        M = cond.shape[0]
+
+        def denoise(x: Tensor, t: Tensor) -> Tensor:
+            if cfg != 1.0:
+                out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
+                out = cfg_combine(out[:M], out[M:], cfg)
+            else:
+                out = self(x, t, cond)
+            return self.schedule.to_x0_eps(out, x, t)[0]
+
+        x_T = torch.randn((M, self.cfg.latent_dim), generator=generator) * temperature
+        if solver == "dpm++2m":
+            return dpm_solver_pp_2m(denoise, x_T, self.schedule, steps, spacing)
+        return ddpm_ancestral(denoise, x_T, self.schedule, generator, steps, temperature)
+
     @torch.no_grad()
     def sample(
         self,

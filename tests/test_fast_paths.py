@@ -132,6 +132,19 @@ def test_head_sample_matches_the_reference(prediction, solver, spacing, steps, c
     torch.testing.assert_close(fast, ref, atol=tol, rtol=1e-5)
 
 
+@pytest.mark.parametrize("solver,cfg", [("dpm++2m", 1.0), ("dpm++2m", 2.0), ("ddpm", 1.5)])
+def test_head_sample_matches_the_reference_beside_it(solver, cfg):
+    """DiffusionHead.sample_reference (forward + cfg_combine in the public solvers, in head.py) is the
+    plain statement of what the fused sampler computes."""
+    head = randomized_head("v", depth=3)
+    cond, uncond = randn(4, 12, seed=1), randn(4, 12, seed=2)
+    kw = dict(steps=6, cfg=cfg, uncond=uncond if cfg != 1.0 else None, temperature=0.9, solver=solver)
+    fast = head.sample(cond, generator=torch.Generator().manual_seed(3), **kw)
+    ref = head.sample_reference(cond, generator=torch.Generator().manual_seed(3), **kw)
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(fast, ref, atol=ATOL, rtol=1e-5)
+
+
 def test_head_sample_chunked_modulation_and_full_ddpm(monkeypatch):
     """Long grids precompute the modulation in chunks; the result does not depend on the chunking."""
     head = randomized_head("v")
