@@ -103,6 +103,9 @@ def _check(value: Any, tp: Any, path: str) -> Any:
 
 
 def _build(cls: type[T], data: dict[str, Any], path: str = "") -> T:
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:  # a config class maps the keys older versions wrote to today's (see its docstring)
+        data = upgrade(dict(data))
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

@@ -68,3 +68,25 @@ def test_int_accepted_as_float_but_bool_is_not_int():
     assert load_config(Outer, None, ["inner.lr=1"]).inner.lr == 1.0
     with pytest.raises(ConfigError):
         load_config(Outer, None, ["inner.dim=true"])
+
+
+def test_training_only_keys_of_old_tts_configs_are_moved_or_dropped(tmp_path):
+    """Session 11 moved p_uncond, prompt_loss_weight, latent_noise_scale and input_noise from TTSConfig to
+    TrainConfig: an old recipe or run config (keys under tts:) loads with them moved; an old release config
+    loads with them dropped; the new home refuses bad values."""
+    from tts.config import TTSConfig
+    from tts.train_config import TrainConfig
+
+    old = tmp_path / "old.yaml"
+    old.write_text("tts:\n  p_uncond: 0.2\n  input_noise: 0.75\n  latent_noise_scale: 0.3\n  frame_rate: 25.0\n")
+    cfg = load_config(TrainConfig, old)
+    assert (cfg.p_uncond, cfg.input_noise, cfg.latent_noise_scale, cfg.prompt_loss_weight) == (0.2, 0.75, 0.3, 0.0)
+    assert cfg.tts.frame_rate == 25.0
+    release = to_dict(TTSConfig())
+    release.update(p_uncond=0.1, prompt_loss_weight=0.0, latent_noise_scale=0.5, input_noise=0.75)
+    assert from_dict(TTSConfig, release) == TTSConfig()
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(TrainConfig, None, ["tts.p_uncond=0.1"])  # an override names today's key
+    assert load_config(TrainConfig, None, ["p_uncond=0.0"]).p_uncond == 0.0
+    with pytest.raises(ValueError, match="p_uncond"):
+        load_config(TrainConfig, None, ["p_uncond=1.0"])

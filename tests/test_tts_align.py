@@ -95,7 +95,7 @@ def test_training_with_guided_attention_raises_the_band_mass(corpus, tmp_path):
     over = [
         "max_steps=80",
         "optim.lr=3e-3",
-        "tts.p_uncond=0.0",
+        "p_uncond=0.0",
         "align.weight=1.0",
         "align.layers=[1]",
         "align.sigma=0.15",

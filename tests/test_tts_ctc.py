@@ -56,7 +56,7 @@ def corpus(real_speech_dir, tmp_path_factory):
 
 def test_training_with_ctc_lowers_it_on_real_speech(corpus, tmp_path):
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run", dim=64)
-    over = ["max_steps=60", "optim.lr=3e-3", "tts.p_uncond=0.0", "ctc_weight=1.0"]
+    over = ["max_steps=60", "optim.lr=3e-3", "p_uncond=0.0", "ctc_weight=1.0"]
     over.append("tts.model.loss_weights.diff_audio=0.0")  # this tiny VAE's diffusion loss is huge
     tr = Trainer(load_config(TrainConfig, recipe, over), resume=False)
     tr.setup_data(read_jsonl(corpus["manifest"]))

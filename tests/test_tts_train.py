@@ -38,7 +38,7 @@ def test_losses_fall_on_tiny_overfit(corpus, tmp_path):
     cfg = load_config(
         TrainConfig,
         recipe,
-        ["max_steps=60", "optim.lr=3e-3", "tts.p_uncond=0.0", "tts.latent_noise_scale=0.0"],
+        ["max_steps=60", "optim.lr=3e-3", "p_uncond=0.0", "latent_noise_scale=0.0"],
     )
     tr = Trainer(cfg, resume=False)
     tr.setup_data(read_jsonl(cfg.data.manifest))

@@ -15,6 +15,8 @@ from tts.layout import MODALITY
 from tts.options import MAX_TEMPERATURE
 
 TIMINGS = ("lm", "predictor")
+# keys TTSConfig held before session 11 that only training reads (tts/train_config.py holds them now)
+TRAINING_ONLY = ("p_uncond", "prompt_loss_weight", "latent_noise_scale", "input_noise")
 
 
 def _default_lm() -> LatentLMConfig:
@@ -56,13 +58,6 @@ class TTSConfig:
     # synthesis: the diffusion temperature (noise scale of each frame's sampler) when a call passes
     # temperature=None (tts_demo: 0.7, docs/experiments/real-voices.md)
     temperature: float = 1.0
-    p_uncond: float = 0.1  # condition dropout for classifier-free guidance
-    prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
-    latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
-    # training only: extra Gaussian noise on the target latents the model READS (normalised units, per sequence
-    # std ~ U(0, 2 x input_noise)); the predicted targets stay as they were. The history can no longer simply
-    # be continued, so the model has to read the phonemes (Tacotron's prenet dropout, for latents); 0 = off
-    input_noise: float = 0.0
     max_frames_per_phoneme: float = 6.0  # length cap: frames per phoneme symbol ...
     min_cap_seconds: float = 2.0  # ... plus this much
     # floor: <eo_audio> is not accepted before this many frames per phoneme symbol (natural speech is ~2 at 25 Hz),
@@ -82,12 +77,8 @@ class TTSConfig:
             raise ValueError(
                 f"TTSConfig.model needs an {MODALITY!r} modality, has {list(self.model.modalities)}"
             )
-        if self.input_noise < 0 or self.read_noise < 0:
-            raise ValueError(
-                f"input_noise and read_noise must be >= 0, got {self.input_noise}, {self.read_noise}"
-            )
-        if not 0.0 <= self.p_uncond < 1.0:
-            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.read_noise < 0:
+            raise ValueError(f"read_noise must be >= 0, got {self.read_noise}")
         if self.patch < 1 or self.latent_dim % self.patch:
             raise ValueError(
                 f"patch must be >= 1 and divide the audio latent_dim ({self.latent_dim}), got {self.patch}"
@@ -110,6 +101,13 @@ class TTSConfig:
             raise ValueError('timing "predictor" needs the interleaved layout (interleave: true)')
         if not 0 <= self.min_frames_per_phoneme <= self.max_frames_per_phoneme:
             raise ValueError("min_frames_per_phoneme must be in [0, max_frames_per_phoneme]")
+
+    @classmethod
+    def upgrade(cls, data: dict) -> dict:
+        """Releases written before session 11 hold the training-only keys (now TrainConfig's): dropped."""
+        for key in TRAINING_ONLY:
+            data.pop(key, None)
+        return data
 
     @property
     def latent_dim(self) -> int:

@@ -59,7 +59,6 @@ class LayoutView:
 def build_micro_batch(ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfig, job: Job):
     """(packed Batch, align splits, CTC spans or None) of one job, all on the CPU; in a worker or in-process,
     the same job gives the same batch."""
-    t = cfg.tts
     ds.set_epoch(job.epoch)
     collated = collate([ds[i] for i in job.idx])
     blind, spans = None, None
@@ -68,10 +67,10 @@ def build_micro_batch(ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfi
     batch = training_batch(
         view,
         collated,
-        p_uncond=t.p_uncond,
-        prompt_loss_weight=t.prompt_loss_weight,
-        latent_noise_scale=t.latent_noise_scale,
-        input_noise=t.input_noise,
+        p_uncond=cfg.p_uncond,
+        prompt_loss_weight=cfg.prompt_loss_weight,
+        latent_noise_scale=cfg.latent_noise_scale,
+        input_noise=cfg.input_noise,
         generator=torch.Generator().manual_seed(job.key),
         blind=blind,
     )

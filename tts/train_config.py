@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tts import align
-from tts.config import TTSConfig
+from tts.config import TRAINING_ONLY, TTSConfig
 
 
 @dataclass
@@ -56,6 +56,13 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
+    p_uncond: float = 0.1  # condition dropout for classifier-free guidance
+    prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
+    latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
+    # extra Gaussian noise on the target latents the model READS (normalised units, per sequence std ~
+    # U(0, 2 x input_noise)); the predicted targets stay as they were. The history can no longer simply be
+    # continued, so the model has to read the phonemes (Tacotron's prenet dropout, for latents); 0 = off
+    input_noise: float = 0.0
     ctc_weight: float = 0.0  # phoneme CTC on the hidden states (tts/ctc.py); 0 = off
     ctc_blind: float = 0.0  # > 0: CTC only on this share of rows, which read pure noise as their target audio
     ema_decay: float = 0.999
@@ -78,7 +85,21 @@ class TrainConfig:
     init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
     max_bad_steps: int = 20  # non-finite updates are skipped; this many in a row stop the run
 
+    @classmethod
+    def upgrade(cls, data: dict) -> dict:
+        """Recipes and runs written before session 11 hold the training-only keys under ``tts``: moved here."""
+        tts = data.get("tts")
+        if isinstance(tts, dict):
+            for key in TRAINING_ONLY:
+                if key in tts:
+                    data[key] = tts.pop(key)
+        return data
+
     def __post_init__(self) -> None:
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.input_noise < 0 or self.latent_noise_scale < 0 or self.prompt_loss_weight < 0:
+            raise ValueError("input_noise, latent_noise_scale and prompt_loss_weight must be >= 0")
         if self.ctc_weight < 0 or not 0.0 <= self.ctc_blind <= 1.0:
             raise ValueError(
                 f"need ctc_weight >= 0 and ctc_blind in [0, 1]; got {self.ctc_weight}, {self.ctc_blind}"
