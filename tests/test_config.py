@@ -90,3 +90,19 @@ def test_training_only_keys_of_old_tts_configs_are_moved_or_dropped(tmp_path):
     assert load_config(TrainConfig, None, ["p_uncond=0.0"]).p_uncond == 0.0
     with pytest.raises(ValueError, match="p_uncond"):
         load_config(TrainConfig, None, ["p_uncond=1.0"])
+
+
+def test_lm_timing_keys_of_old_releases_are_grouped_and_read_noise_is_retired():
+    """Session 11 grouped the keys only LM-head timing reads under TTSConfig.lm_timing: an old release config
+    (flat keys) loads with them moved; read_noise (measured without gain) is refused when it was set."""
+    from tts.config import TTSConfig
+
+    old = to_dict(TTSConfig())
+    lm_timing = old.pop("lm_timing")
+    old.update({**lm_timing, "advance_bias": 2.0, "max_phone_seconds": 0.2, "read_noise": 0.0})
+    cfg = from_dict(TTSConfig, old)
+    assert cfg.lm_timing.advance_bias == 2.0 and cfg.lm_timing.max_phone_seconds == 0.2
+    with pytest.raises(ValueError, match="read_noise .* retired"):
+        from_dict(TTSConfig, {**old, "read_noise": 0.5})
+    with pytest.raises(ValueError, match="run limits"):
+        from_dict(TTSConfig, {**old, "max_gap_seconds": 0.0})

@@ -16,6 +16,7 @@ from tts.layout import MODALITY, generation_prefix, interleaved_script, training
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
 from tts.script import item_durations, target_script
+from tts.config import LMTimingConfig
 from tts.script_constraint import ScriptConstraint
 from tts.store_files import phoneme_cache
 from tts.train import TrainConfig, Trainer
@@ -214,7 +215,7 @@ def test_run_limits_tell_phones_word_gaps_and_pauses_apart(tts):
     assert lim == [phone, phone, pause, pause, phone, phone, gap, phone, phone, pause]
     for key in ("max_phone_seconds", "max_gap_seconds", "max_pause_seconds"):
         with pytest.raises(ValueError, match="run limits"):
-            tiny_tts_config(len(v), **{key: 0.0})
+            tiny_tts_config(len(v), lm_timing=LMTimingConfig(**{key: 0.0}))
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ def test_a_model_that_stops_at_once_still_speaks_the_minimum(dev):
     res = eager.synthesize(text, dev["lj1"], prompt_text=dev["lj1_text"])
     assert res.info["stop"] == ["eos"] and res.info["frames"] == [int(n_ph * 0.5)]
     assert len(res.audio) == int(n_ph * 0.5) * eager.vae.hop
-    eager.cfg.min_frames_per_phoneme = 0.0
+    eager.cfg.lm_timing.min_frames_per_phoneme = 0.0
     res0 = eager.synthesize(text, dev["lj1"], prompt_text=dev["lj1_text"])
     assert res0.info["frames"] == [0] and len(res0.audio) == 0
 

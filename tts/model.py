@@ -24,7 +24,7 @@ Layout: the release's config is tts/config.py; every sentence becomes one ``Row`
 read by all three calls; continuation mode is tts/continuation.py; the decoding loop is ``TTS._frames`` here.
 Length cap per sentence: ``ceil(phonemes * max_frames_per_phoneme) + min_cap_seconds * frame_rate`` frames,
 at most ``max_output_seconds`` (and ``max_seconds`` of the call). The end of speech is the LM head's
-``<eo_audio>`` (greedy by default: ``token_temperature`` 0).
+``<eo_audio>`` (greedy by default: ``lm_timing.token_temperature`` 0).
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ class TTS:
                 uncond_token=self.lm.layout.null,
                 max_run=durations or [self._run_limits(sc) for sc in scripts],
                 min_run=durations,
-                bias=self.cfg.advance_bias,
+                bias=self.cfg.lm_timing.advance_bias,
                 device=self.device,
             )
         it = self.lm.generate_stream(
@@ -246,9 +246,8 @@ class TTS:
             cfg=cfg,
             uncond=uncond,
             temperature=temperature,
-            token_temperature=self.cfg.token_temperature,
+            token_temperature=self.cfg.lm_timing.token_temperature,
             generator=generator,
-            read_noise=self.cfg.read_noise,
             heads=heads,
         )
         for st in it:
@@ -274,10 +273,10 @@ class TTS:
     def _run_limits(self, script: list[int]) -> list[int]:
         """Items a symbol of the script may take before the next is forced (tts.layout.interleaved_script's
         limits: one per symbol; the first symbol sits in the prefix, the last one is followed by the end)."""
-        items = self.cfg.frame_rate / self.cfg.patch
+        items, lt = self.cfg.frame_rate / self.cfg.patch, self.cfg.lm_timing
         phone, gap, pause = (
             max(1, round(x * items))
-            for x in (self.cfg.max_phone_seconds, self.cfg.max_gap_seconds, self.cfg.max_pause_seconds)
+            for x in (lt.max_phone_seconds, lt.max_gap_seconds, lt.max_pause_seconds)
         )
         sym = [self.frontend.vocab.symbols[i] for i in script]
         out = []

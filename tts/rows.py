@@ -6,7 +6,7 @@
 
 Length rules (all in items of ``patch`` VAE frames): the cap is ``ceil(phonemes * max_frames_per_phoneme +
 min_cap_seconds * frame_rate)`` frames, at most ``max_output_seconds`` (and the call's ``max_seconds``); the floor
-(``<eo_audio>`` refused before it) is ``min_frames_per_phoneme`` frames per phoneme; a row must fit the trunk's
+(``<eo_audio>`` refused before it) is ``lm_timing.min_frames_per_phoneme`` frames per phoneme; a row must fit the trunk's
 positions beside the prompt (tts/positions.py). A duration predictor is given the prompt's tempo in frames per
 phone unit, clamped to ``PHONE_SECONDS``.
 
@@ -80,9 +80,9 @@ def frame_cap(cfg: TTSConfig, n_phonemes: int, max_seconds: float | None = None)
 
 
 def frame_floor(cfg: TTSConfig, n_phonemes: int, cap: int) -> int:
-    """Items generated before ``<eo_audio>`` is accepted: min_frames_per_phoneme frames per phoneme, at most
+    """Items generated before ``<eo_audio>`` is accepted: lm_timing.min_frames_per_phoneme frames per phoneme, at most
     cap (items of ``patch`` frames)."""
-    return min(cap, int(n_phonemes * cfg.min_frames_per_phoneme / cfg.patch))
+    return min(cap, int(n_phonemes * cfg.lm_timing.min_frames_per_phoneme / cfg.patch))
 
 
 def tempo(cfg: TTSConfig, frames: int, phones: int) -> float:
