@@ -4,6 +4,7 @@ streaming, and the speed-up from the KV cache.
     python -m benchmarks.bench_tts [--checkpoint checkpoints/tts_demo] [--seconds 10] [--steps 10] [--cfg CFG]
         [--head both|reference|one_step]
     python -m benchmarks.bench_tts --checkpoint none --patch 4    # untrained, 4 VAE frames per item (tts.patch)
+    python -m benchmarks.bench_tts --size 100m                    # untrained, ~100M parameters
 
 Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
 (recipes/demo/tts_small.yaml, with checkpoints/vae_small as its VAE when present) that is made to run to the
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from latentlm.sequence import Batch
+from latentlm.linear import quantize_int8
 from latentlm.one_step import OneStepConfig, student_from
 from tts.layout import MODALITY
 from tts.model import TTS, TTSConfig
@@ -43,7 +45,19 @@ PARAGRAPH = (
 )
 
 
-def demo_size_untrained(patch: int = 1) -> TTS:
+# an untrained model of about 100M parameters (Pocket TTS's size): trunk 768 x 12 (GQA 12/4), head 512 x 4
+SIZE_100M = [
+    "tts.model.trunk.dim=768",
+    "tts.model.trunk.n_layers=12",
+    "tts.model.trunk.n_heads=12",
+    "tts.model.trunk.n_kv_heads=4",
+    "tts.model.modalities.audio.cond_dim=768",
+    "tts.model.modalities.audio.width=512",
+    "tts.model.modalities.audio.depth=4",
+]
+
+
+def demo_size_untrained(patch: int = 1, overrides: list[str] | None = None) -> TTS:
     from latentlm.config import load_config
     from latentlm.model import LatentLM
     from tests.helpers import tiny_vae_config
@@ -54,7 +68,7 @@ def demo_size_untrained(patch: int = 1) -> TTS:
 
     recipe = REPO / "recipes/demo/tts_small.yaml"
     frame_dim = load_config(TrainConfig, recipe).tts.latent_dim  # the recipe's VAE frame
-    over = [f"tts.patch={patch}", f"tts.model.modalities.audio.latent_dim={frame_dim * patch}"]
+    over = [f"tts.patch={patch}", f"tts.model.modalities.audio.latent_dim={frame_dim * patch}", *(overrides or [])]
     cfg: TTSConfig = load_config(TrainConfig, recipe, over).tts
     vae_dir = REPO / "checkpoints/vae_small"
     vae = AudioVAE.from_pretrained(vae_dir) if vae_dir.is_dir() else AudioVAE(tiny_vae_config(cfg.frame_dim))
@@ -136,17 +150,25 @@ def main() -> None:
     ap.add_argument(
         "--patch", type=int, default=1, help="VAE frames per item of the untrained model (tts.patch)"
     )
+    ap.add_argument(
+        "--size", choices=["demo", "100m"], default="demo", help="100m: an untrained ~100M-parameter model"
+    )
+    ap.add_argument("--quantize", choices=["int8"], default=None, help="the trunk's linears in dynamic int8")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = Path(args.checkpoint) if args.checkpoint else REPO / "checkpoints/tts_demo"
-    if ckpt.is_dir() and args.patch == 1:
+    if ckpt.is_dir() and args.patch == 1 and args.size == "demo":
         tts, label = TTS.from_pretrained(ckpt), f"release {ckpt}"
     else:
         tts, label = (
-            demo_size_untrained(args.patch),
-            "UNTRAINED demo-size model (recipes/demo/tts_small.yaml)",
+            demo_size_untrained(args.patch, SIZE_100M if args.size == "100m" else None),
+            f"UNTRAINED {args.size}-size model (recipes/demo/tts_small.yaml"
+            + (", trunk 768 x 12, head 512 x 4)" if args.size == "100m" else ")"),
         )
     n = sum(p.numel() for p in tts.lm.parameters())
+    if args.quantize:  # (n counts the float32 parameters, before the trunk is quantised)
+        quantize_int8(tts.lm.trunk)
+        label += ", trunk in dynamic int8"
     print(
         f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, {tts.cfg.patch} frame(s) per item, "
         f"torch threads {torch.get_num_threads()}"

@@ -52,3 +52,38 @@ class DecodeLinear(nn.Linear):
         w = decode_weight(self)
         y = torch.mm(x2, w) if self.bias is None else torch.addmm(self.bias, x2, w)
         return y.view(*x.shape[:-1], self.out_features)
+
+
+def quantize_int8(module: nn.Module) -> nn.Module:
+    """In place, for CPU inference only: every linear layer under ``module`` (``DecodeLinear`` or ``nn.Linear``)
+    becomes torch's dynamic int8 ``Linear`` (weights int8 per output channel; activations quantised on the fly,
+    per call), and the module is put in eval mode. A decode step of a large trunk streams its weights through
+    the caches, so a quarter of the bytes is most of the gain: measured on the 2-core development machine, one
+    cached step of an untrained 88M-parameter trunk (768 x 12) took 10 ms against 26 ms in float32 (bf16: 33 ms);
+    the 7M demo trunk, bound by per-op overhead, gained 7%. The quantised module cannot be trained or moved to a
+    GPU. torch marks ``torch.ao.quantization`` deprecated (torchao replaces it); the pinned torch 2.11 has it and
+    its fbgemm kernels (torch's weight-only ``_weight_int8pack_mm`` measured 4x slower than float32 here).
+    -> ``module``."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError as e:
+        raise RuntimeError(f"int8 needs torch.ao.quantization (torch 2.11 has it): {e}") from None
+
+    def plain(m: nn.Module) -> None:  # torch's converter takes exact nn.Linear only
+        for name, child in m.named_children():
+            if isinstance(child, DecodeLinear):
+                lin = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                lin.load_state_dict(child.state_dict())
+                setattr(m, name, lin)
+            else:
+                plain(child)
+
+    plain(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quantize_dynamic(module.eval(), {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    return module

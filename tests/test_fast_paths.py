@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -333,3 +334,33 @@ def test_decode_linear_matches_nn_linear_and_follows_weight_changes():
         torch.testing.assert_close(lin(x), F.linear(x, lin.weight, lin.bias), atol=ATOL, rtol=0)
         lin.load_state_dict(ref.state_dict())  # back to the reference weights
         torch.testing.assert_close(lin(x), ref(x), atol=ATOL, rtol=0)
+
+
+def test_int8_trunk_stays_close_to_float32_and_tts_loads_quantised(tmp_path, real_speech_dir):
+    """latentlm.linear.quantize_int8: the trunk's linears become dynamic int8; a cached decode gives nearly the
+    float32 hidden states; TTS.from_pretrained(quantize="int8") quantises its trunk and still speaks."""
+    import copy
+
+    from latentlm.linear import quantize_int8
+    from tests.helpers import make_tiny_release
+    from tts.model import TTS, TTSInputError
+
+    torch.manual_seed(0)
+    trunk = Transformer(TransformerConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)).eval()
+    q = quantize_int8(copy.deepcopy(trunk))
+    assert type(q.layers[0].attn.qkv).__name__ == "Linear" and "quantized" in type(q.layers[0].attn.qkv).__module__
+    x = randn(1, 12, 64, seed=3)
+    with torch.no_grad():
+        ref, got = trunk(x), q(x)
+    rel = float((got - ref).norm() / ref.norm())
+    assert rel < 0.05, rel
+    release = make_tiny_release(tmp_path / "rel")
+    tts = TTS.from_pretrained(release, quantize="int8")
+    assert "quantized" in type(tts.lm.trunk.layers[0].mlp.down).__module__
+    res = tts.synthesize(
+        "Hello.", real_speech_dir / "dev" / "coqui__LJ001-0001.wav", prompt_text="Printing, in the only sense",
+        max_seconds=0.4, steps=2,
+    )
+    assert res.audio.size > 0 and np.isfinite(res.audio).all()
+    with pytest.raises(TTSInputError, match="quantize"):
+        TTS.from_pretrained(release, quantize="int4")

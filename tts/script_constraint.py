@@ -24,6 +24,28 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from tts.phone_hmm import PAUSES as PAUSE_SYMBOLS
+
+
+def run_limits(symbols: Sequence[str], lm_timing, items_per_second: float) -> list[int]:
+    """LM-head timing (``TTSConfig.lm_timing``): the items each symbol of a script may take before the next is
+    forced (one per symbol; the first symbol sits in the prefix, the last one is followed by the end): a phone
+    ``max_phone_seconds``, a word gap ``max_gap_seconds``, punctuation (and the space of a ", " / ". ", and the
+    trailing silence after the last symbol) ``max_pause_seconds``."""
+    lt = lm_timing
+    phone, gap, pause = (
+        max(1, round(x * items_per_second)) for x in (lt.max_phone_seconds, lt.max_gap_seconds, lt.max_pause_seconds)
+    )
+    out = []
+    for k, s in enumerate(symbols):
+        if k == len(symbols) - 1 or (s in PAUSE_SYMBOLS and s != " "):
+            out.append(pause)  # punctuation, and the trailing silence after the last symbol
+        elif s == " ":  # a word gap, or the pause of a ", " / ". " (the space holds the unit's frames)
+            out.append(pause if k and symbols[k - 1] in PAUSE_SYMBOLS else gap)
+        else:
+            out.append(phone)
+    return out
+
 
 def _script_tensor(script: Sequence, b: int, vocab: int, dev) -> Tensor:
     """Per-row script token lists -> [B, S] long, right-padded with -1."""
