@@ -38,7 +38,6 @@ frames (a silent fallback; the durations still sum to T).
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -46,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from tts.chunk_pool import ChunkPool
 from tts.frontend import Vocab
 
 SYMBOLS: list[str] = Vocab().symbols  # the front end's vocabulary v1; the id of a symbol is its index
@@ -398,7 +398,7 @@ class PhoneAligner:
             print(
                 f"durations: {len(data)} utterances, {flat.frames} frames; flat start {self.history[0]:.3f}"
             )
-        with _Pool(data, workers) as pool:
+        with ChunkPool(data, workers) as pool:
             for it in range(iterations):
                 st = sum(pool.map(_estep, self), start=self._zero(len(mean)))
                 self.history.append(st.ll / st.frames)
@@ -415,7 +415,7 @@ class PhoneAligner:
     ) -> list[np.ndarray]:
         """``align`` over many (latents, ids) pairs, in ``workers`` processes."""
         data = [self._prepare(z, ids) for z, ids in utterances]
-        with _Pool(data, workers) as pool:
+        with ChunkPool(data, workers) as pool:
             return [d for chunk in pool.map(_align, self) for d in chunk]
 
     # -- persistence
@@ -449,25 +449,7 @@ class PhoneAligner:
         return a
 
 
-# --- processes
-
-
-_DATA: list[tuple[np.ndarray, list[Unit]]] = []  # a worker's utterances, set once by _init
-
-
-def _one_blas_thread():
-    """Limit BLAS to one thread (threadpoolctl comes with scikit-learn); returns the limiter, or None."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=1)
-
-
-def _init(data: list[tuple[np.ndarray, list[Unit]]]) -> None:
-    global _DATA
-    _DATA = data
-    _one_blas_thread()
+# --- the functions the worker processes run over chunks of the utterances (tts/chunk_pool.py)
 
 
 def _estep(a: PhoneAligner, data: Sequence[tuple[np.ndarray, list[Unit]]]) -> _Stats:
@@ -476,36 +458,3 @@ def _estep(a: PhoneAligner, data: Sequence[tuple[np.ndarray, list[Unit]]]) -> _S
 
 def _align(a: PhoneAligner, data: Sequence[tuple[np.ndarray, list[Unit]]]) -> list[np.ndarray]:
     return [a._durations(us, a._path(x, us)[0], us[-1].last + 1) for x, us in data]
-
-
-def _work(job: tuple) -> object:
-    fn, a, lo, hi = job
-    return fn(a, _DATA[lo:hi])
-
-
-class _Pool:
-    """Runs a function over chunks of the utterances: in this process, or in ``workers`` processes that receive
-    the utterances once at start (each call sends only the small aligner)."""
-
-    def __init__(self, data: list[tuple[np.ndarray, list[Unit]]], workers: int):
-        self.data, self.workers, self.pool, self.limit = data, workers, None, None
-
-    def __enter__(self) -> _Pool:
-        self.limit = _one_blas_thread()  # OpenBLAS threads on these small products only spin (2x slower)
-        if self.workers > 1 and len(self.data) > 1:
-            self.pool = mp.Pool(self.workers, initializer=_init, initargs=(self.data,))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-        if self.limit is not None:
-            self.limit.restore_original_limits()
-
-    def map(self, fn, a: PhoneAligner) -> list:
-        if self.pool is None:
-            return [fn(a, self.data)]
-        edges = np.linspace(0, len(self.data), 4 * self.workers + 1).astype(int)
-        jobs = [(fn, a, int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
-        return self.pool.map(_work, jobs)
