@@ -15,6 +15,7 @@ from tts.layout import MODALITY
 from tts.options import MAX_TEMPERATURE
 
 TIMINGS = ("lm", "predictor")
+VOCAB_V1 = 79  # symbols of the phoneme vocabulary en-ipa-v1 (tts/frontend.py; the trainer checks it at start)
 # keys TTSConfig held before session 11 that only training reads (tts/train_config.py holds them now)
 TRAINING_ONLY = ("p_uncond", "prompt_loss_weight", "latent_noise_scale", "input_noise")
 LM_TIMING = (  # keys TTSConfig held at its top level before session 11, now LMTimingConfig's
@@ -58,11 +59,12 @@ class LMTimingConfig:
 
 
 def _default_lm() -> LatentLMConfig:
-    """The demo size (recipes/demo/tts_small.yaml holds the same numbers): phoneme vocab v1, 32-dim audio."""
+    """The library's defaults (latentlm's TransformerConfig and HeadConfig) for the phoneme vocabulary v1 and the
+    32-dim latents of the shipped VAEs. A model's size is its recipe's (recipes/demo/tts_small.yaml) or its
+    release's, never this: every recipe states its trunk and head."""
+    trunk = TransformerConfig()
     return LatentLMConfig(
-        vocab_size=79,
-        trunk=TransformerConfig(dim=256, n_layers=6, n_heads=4, n_kv_heads=2, max_seq_len=2048),
-        modalities={MODALITY: HeadConfig(latent_dim=32, cond_dim=256, width=256, depth=3)},
+        vocab_size=VOCAB_V1, trunk=trunk, modalities={MODALITY: HeadConfig(latent_dim=32, cond_dim=trunk.dim)}
     )
 
 
