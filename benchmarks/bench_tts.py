@@ -175,10 +175,7 @@ def main() -> None:
     )
     cfg = tts.cfg.cfg_scale if args.cfg is None else args.cfg
     heads = ["reference", "one_step"] if args.head == "both" else [args.head]
-    if "one_step" in heads and tts.one_step is None:
-        # speed does not depend on the weights: an undistilled student of the same shape times the one-step path
-        student = student_from(tts.lm.heads[MODALITY])
-        tts.one_step = (student.eval(), OneStepConfig(head=student.cfg, cfg_scale=cfg))
+    if "one_step" in heads and stand_in_one_step(tts, cfg):
         print("one_step: this release has no one-step head; timing an undistilled copy of its head (speed only)")
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
     for h in heads:
@@ -210,6 +207,16 @@ def main() -> None:
         f"{(tm['total_s'] - trunk.total + nocache) / audio_s:.3f}"
     )
     paragraph(tts, kw)
+
+
+def stand_in_one_step(tts: TTS, cfg_scale: float) -> bool:
+    """Give a release without a one-step head an undistilled copy of its head in that role (speed does not
+    depend on the weights); -> whether it did."""
+    if tts.one_step is not None:
+        return False
+    student = student_from(tts.lm.heads[MODALITY]).eval()
+    tts.one_step = (student, OneStepConfig(head=student.cfg, cfg_scale=cfg_scale))
+    return True
 
 
 def head_kw(kw: dict, head: str) -> dict:

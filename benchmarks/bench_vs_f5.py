@@ -63,16 +63,11 @@ def main() -> None:
     ap.add_argument("--f5-depth", type=int, default=6)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from latentlm.one_step import OneStepConfig, student_from
-    from tts.layout import MODALITY
+    from benchmarks.bench_tts import stand_in_one_step
     from tts.model import TTS
 
     tts = TTS.from_pretrained(args.checkpoint)
-    label = ""
-    if tts.one_step is None:  # speed only: an undistilled copy of the head times the one-step path
-        s = student_from(tts.lm.heads[MODALITY]).eval()
-        tts.one_step = (s, OneStepConfig(head=s.cfg, cfg_scale=tts.cfg.cfg_scale))
-        label = " (undistilled copy: speed only)"
+    label = " (undistilled copy: speed only)" if stand_in_one_step(tts, tts.cfg.cfg_scale) else ""
     f5 = f5_model(args.f5_dim, args.f5_depth)
     n_ours = sum(p.numel() for p in tts.lm.parameters())
     n_f5 = sum(p.numel() for p in f5.transformer.parameters())

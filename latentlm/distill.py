@@ -89,15 +89,11 @@ def teacher_targets(
 
 
 def one_step(head: DiffusionHead, x_T: Tensor, cond: Tensor) -> Tensor:
-    """The differentiable one-step sample: x0 = alpha * x_T - sigma * v (or (x_T - sigma * eps) / alpha) at
-    t = T-1, exactly what ``head.sample(cond, steps=1, noise=x_T, temperature=1)`` returns."""
-    T = head.schedule.num_steps
-    t = torch.full((x_T.shape[0],), T - 1, dtype=torch.long, device=x_T.device)
+    """The differentiable one-step sample: the head's x0 prediction at t = T-1 from x_T (``to_x0_eps``), what
+    ``head.sample(cond, steps=1, noise=x_T, temperature=1)`` returns."""
+    t = torch.full((x_T.shape[0],), head.schedule.num_steps - 1, dtype=torch.long, device=x_T.device)
     out = head(x_T.to(cond.dtype), t, cond).float()
-    a, s = head.schedule.alpha_sigma(T - 1)
-    if head.cfg.diffusion.prediction == "eps":
-        return (x_T - s * out) / a
-    return a * x_T - s * out
+    return head.schedule.to_x0_eps(out, x_T, t)[0]
 
 
 @dataclass

@@ -208,6 +208,22 @@ class DiffusionHead(nn.Module):
         return (per_row * weights).sum() / weights.sum().clamp_min(1e-12)
 
     # ---- sampling ----------------------------------------------------------------------------------------
+    def reference_denoiser(self, cond: Tensor, cfg: float = 1.0, uncond: Tensor | None = None):
+        """The plain data predictor the solvers call, ``denoise(x_t [M, D], t Long[M]) -> x0_hat [M, D]``:
+        ``forward`` on the cond rows (and the uncond rows, combined by ``cfg_combine`` when cfg != 1), then the
+        x0 prediction (``to_x0_eps``)."""
+        M = cond.shape[0]
+
+        def denoise(x: Tensor, t: Tensor) -> Tensor:
+            if cfg != 1.0:
+                out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
+                out = cfg_combine(out[:M], out[M:], cfg)
+            else:
+                out = self(x, t, cond)
+            return self.schedule.to_x0_eps(out, x, t)[0]
+
+        return denoise
+
     @torch.no_grad()
     def sample_reference(
         self,
@@ -220,19 +236,10 @@ class DiffusionHead(nn.Module):
         solver: Literal["dpm++2m", "ddpm"] = "dpm++2m",
         spacing: Spacing = "quadratic",
     ) -> Tensor:
-        """What ``sample`` computes, written plainly: ``forward`` on cond and uncond rows, ``cfg_combine``, the
-        x0 prediction, inside the public solvers (tests/test_fast_paths.py holds ``sample`` to it). Slow."""
-        M = cond.shape[0]
-
-        def denoise(x: Tensor, t: Tensor) -> Tensor:
-            if cfg != 1.0:
-                out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
-                out = cfg_combine(out[:M], out[M:], cfg)
-            else:
-                out = self(x, t, cond)
-            return self.schedule.to_x0_eps(out, x, t)[0]
-
-        x_T = torch.randn((M, self.cfg.latent_dim), generator=generator) * temperature
+        """What ``sample`` computes, written plainly: ``reference_denoiser`` inside the public solvers
+        (tests/test_fast_paths.py holds ``sample`` to it). Slow."""
+        denoise = self.reference_denoiser(cond, cfg, uncond)
+        x_T = torch.randn((cond.shape[0], self.cfg.latent_dim), generator=generator) * temperature
         if solver == "dpm++2m":
             return dpm_solver_pp_2m(denoise, x_T, self.schedule, steps, spacing)
         return ddpm_ancestral(denoise, x_T, self.schedule, generator, steps, temperature)

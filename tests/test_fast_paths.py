@@ -18,7 +18,6 @@ from latentlm import head as head_module
 from latentlm.diffusion import (
     DiffusionConfig,
     NoiseSchedule,
-    cfg_combine,
     ddpm_ancestral,
     dpm_solver_pp_2m,
     solver_timesteps,
@@ -73,18 +72,9 @@ def ref_ddpm(denoise, x_T, schedule, generator, steps, temperature):
 
 
 def ref_sample(head: DiffusionHead, cond, steps, cfg, uncond, temperature, generator, solver, spacing):
-    """head.sample as forward() + cfg_combine + to_x0_eps inside the reference solvers."""
-    M = cond.shape[0]
-
-    def denoise(x, t):
-        if cfg != 1.0:
-            out = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
-            out = cfg_combine(out[:M], out[M:], cfg)
-        else:
-            out = head(x, t, cond)
-        return head.schedule.to_x0_eps(out, x, t)[0]
-
-    x_T = torch.randn((M, head.cfg.latent_dim), generator=generator) * temperature
+    """head.sample as its reference denoiser (forward() + cfg_combine + to_x0_eps) inside the reference solvers."""
+    denoise = head.reference_denoiser(cond, cfg, uncond)
+    x_T = torch.randn((cond.shape[0], head.cfg.latent_dim), generator=generator) * temperature
     if solver == "dpm++2m":
         return ref_dpm_solver(denoise, x_T, head.schedule, steps, spacing)
     return ref_ddpm(denoise, x_T, head.schedule, generator, steps, temperature)

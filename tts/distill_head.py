@@ -35,6 +35,7 @@ from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
 from tts.layout import MODALITY
 from tts.manifests import read_jsonl
 from tts.model import TTS
+from tts.options import SynthesisOptions
 from tts.real_voices import dev_jobs
 
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(cache))
     g = torch.Generator().manual_seed(args.seed)
     teacher = tts.lm.heads[MODALITY]
-    steps = 10
+    steps = SynthesisOptions().steps  # the reference head's default: what a user's reference decode runs
     data = teacher_targets(
         teacher, cond, uncond, cfg_scale=tts.cfg.cfg_scale, steps=steps, draws=args.draws,
         max_temperature=args.max_temperature, generator=g,

@@ -440,7 +440,7 @@ class TTS:
         t0 = time.perf_counter()
         keys = ("text", "prompt_audio", "prompt_text", "continuation", *SynthesisOptions().to_dict())
         prepared: list[SynthesisJob | TTSInputError] = []
-        settings: list[SynthesisOptions | None] = []
+        settings: list[tuple[int, Decoding] | None] = []  # per job: (seed, what it decodes with)
         for i, job in enumerate(jobs):
             try:
                 if not isinstance(job, dict):
@@ -451,7 +451,7 @@ class TTS:
                 if "text" not in job or "prompt_audio" not in job:
                     raise TTSInputError("a job needs 'text' and 'prompt_audio'")
                 o = SynthesisOptions.from_mapping(job)  # before any work: a bad value fails this job only
-                self._decoding(o)  # settings the release cannot decode with fail here too
+                decoding = self._decoding(o)  # settings the release cannot decode with fail here too
                 prepared.append(
                     prepare_job(
                         self,
@@ -463,17 +463,17 @@ class TTS:
                         o.speed,
                     )
                 )
-                settings.append(o)
+                settings.append((o.seed, decoding))
             except TTSInputError as e:
                 if on_error == "raise":
                     raise TTSInputError(f"job {i}: {e}") from e
                 prepared.append(e)
                 settings.append(None)
-        rows = []  # (job index, sentence index, settings, seed)
-        for i, (p, o) in enumerate(zip(prepared, settings)):
+        rows = []  # (job index, sentence index, decoding, seed)
+        for i, (p, st) in enumerate(zip(prepared, settings)):
             if isinstance(p, SynthesisJob):
-                key = self._decoding(o)
-                rows += [(i, s, key, o.seed) for s in range(len(p.rows))]
+                seed, key = st
+                rows += [(i, s, key, seed) for s in range(len(p.rows))]
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}
         t1 = time.perf_counter()
