@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from latentlm.sequence import Batch
 from latentlm.linear import quantize_int8
 from latentlm.one_step import OneStepConfig, student_from
+from latentlm.sequence import Batch
 from tts.layout import MODALITY
 from tts.model import TTS, TTSConfig
 

@@ -37,7 +37,6 @@ from torch import Tensor
 from latentlm.sequence import Batch
 from latentlm.transformer import KVCache
 
-
 FUSE_FORCED_TOKENS = True  # feed tokens the grammar forces with the items around them (off: one call per item)
 
 

@@ -10,13 +10,13 @@ import torch
 
 from latentlm.config import load_config
 from tests.helpers import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
+from tts.config import LMTimingConfig
 from tts.data import LatentStore, PromptTargetDataset, collate
 from tts.frontend import Frontend
 from tts.layout import MODALITY, generation_prefix, interleaved_script, training_batch
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
 from tts.script import item_durations, target_script
-from tts.config import LMTimingConfig
 from tts.script_constraint import ScriptConstraint
 from tts.store_files import phoneme_cache
 from tts.train import TrainConfig, Trainer
