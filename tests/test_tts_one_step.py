@@ -101,3 +101,41 @@ def test_a_one_step_head_of_another_shape_is_refused():
     other = make_tiny_tts(seed=0, latent_dim=4).lm.heads[MODALITY]
     with pytest.raises(TTSInputError, match="does not match"):
         TTS(tts.cfg, tts.lm, tts.vae, tts.frontend, tts.duration, None, (other, OneStepConfig(head=other.cfg)))
+
+
+def test_distill_cli_refuses_bad_input_before_work_and_resumes_from_recorded_states(tmp_path, capsys):
+    """python -m tts.distill_head: bad arguments, a missing manifest or release exit 2 with one line; a rerun
+    after an interruption reuses OUT/.distill/states.safetensors (the slow recording) and writes the head."""
+    from safetensors.torch import save_file
+
+    from latentlm.one_step import load_one_step
+    from tests.helpers import make_tiny_release
+    from tts.distill_head import main
+
+    release = make_tiny_release(tmp_path / "rel", cfg_scale=2.0)
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("")
+    base = [str(release), "--manifest", str(manifest), "--out", str(tmp_path / "out")]
+    for argv, says in [
+        (base + ["--draws", "0"], "--draws must be >= 1"),
+        (base + ["--max-temperature", "0"], "--max-temperature must be positive"),
+        ([str(release), "--manifest", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")], "no manifest"),
+        ([str(release), "--manifest", str(manifest), "--out", str(release)], "--out must differ"),
+        ([str(tmp_path / "nothing"), "--manifest", str(manifest), "--out", str(tmp_path / "o")], "cannot load"),
+    ]:
+        assert main(argv) == 2
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written
+    assert main(base) == 2 and "no cross-sentence jobs" in capsys.readouterr().err  # an empty manifest
+    # the recorded states of an interrupted run: the rerun distils from them without decoding anything
+    C = TTS.from_pretrained(release).lm.cfg.trunk.dim
+    (tmp_path / "out" / ".distill").mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    save_file({"cond": torch.randn(40, C, generator=g), "uncond": torch.randn(40, C, generator=g)},
+              str(tmp_path / "out" / ".distill" / "states.safetensors"))
+    torch.set_num_threads(1)
+    assert main(base + ["--train-steps", "3", "--draws", "2", "--default"]) == 0
+    assert "states: 40 from" in capsys.readouterr().out
+    head, cfg = load_one_step(tmp_path / "out" / DIRNAME)
+    assert cfg.default and cfg.cfg_scale == 2.0 and cfg.teacher_steps == 10
+    assert TTS.from_pretrained(tmp_path / "out").one_step is not None

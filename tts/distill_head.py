@@ -34,7 +34,7 @@ from latentlm.distill import HeadRecorder, distill, teacher_targets
 from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
 from tts.layout import MODALITY
 from tts.manifests import read_jsonl
-from tts.model import TTS
+from tts.model import TTS, TTSInputError
 from tts.options import SynthesisOptions
 from tts.real_voices import dev_jobs
 
@@ -84,13 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    src, out = Path(args.release), Path(args.out)
+    counts = ("jobs", "per_speaker", "batch_size", "draws", "train_steps", "threads")
+    problem = next((f"--{k.replace('_', '-')} must be >= 1" for k in counts if getattr(args, k) < 1), None)
+    if problem is None and not args.max_temperature > 0:
+        problem = "--max-temperature must be positive"
+    if problem is None and out.resolve() == src.resolve():
+        problem = "--out must differ from the release (it is copied there)"
+    if problem is None:
+        missing = [m for m in args.manifest if not Path(m).is_file()]
+        problem = f"no manifest file {missing[0]}" if missing else None
+    if problem is not None:  # everything that can be checked is, before the release is loaded
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    src, out = Path(args.release), Path(args.out)
-    if out.resolve() == src.resolve():
-        print("--out must differ from the release (it is copied there)", file=sys.stderr)
+    try:
+        tts = TTS.from_pretrained(src)
+    except TTSInputError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    tts = TTS.from_pretrained(src)
     work = out / ".distill"
     cache = work / "states.safetensors"
     if cache.is_file():
