@@ -258,15 +258,21 @@ class Trainer:
 
     @torch.no_grad()
     def export(self, directory: Path, data: CropDataset) -> Path:
-        """Release with EMA weights and per-dim latent stats over up to ``stats_files`` training clips."""
+        """Release with EMA weights and per-dim latent stats over up to ``stats_files`` training clips; a decoder
+        fine-tune (init_from + freeze_encoder) keeps the stats of the release it started from, so latents every
+        LM of that release normalised stay the same numbers whatever data the decoder saw."""
         m = self.ema_model()
-        zs = [
-            m.encode_frames(c[None, None].to(self.device))[0].T  # [T, D]
-            for c in data.clips[: self.cfg.data.stats_files]
-        ]
-        z = torch.cat(zs)
-        m.set_latent_stats(z.mean(0), z.std(0))
-        meta = {"steps": self.step, "stats_frames": int(z.shape[0]), "train": self.cfg.data.train}
+        meta = {"steps": self.step, "train": self.cfg.data.train}
+        if self.cfg.init_from and self.cfg.freeze_encoder:  # the EMA holds the start release's stats
+            meta["stats"] = "kept from init_from (frozen encoder)"
+        else:
+            zs = [
+                m.encode_frames(c[None, None].to(self.device))[0].T  # [T, D]
+                for c in data.clips[: self.cfg.data.stats_files]
+            ]
+            z = torch.cat(zs)
+            m.set_latent_stats(z.mean(0), z.std(0))
+            meta["stats_frames"] = int(z.shape[0])
         if self.cfg.init_from:
             meta.update(init_from=self.cfg.init_from, freeze_encoder=self.cfg.freeze_encoder)
         return m.save_pretrained(directory, meta=meta)
