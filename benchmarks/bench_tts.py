@@ -5,6 +5,7 @@ streaming, and the speed-up from the KV cache.
         [--head both|reference|one_step]
     python -m benchmarks.bench_tts --checkpoint none --patch 4    # untrained, 4 VAE frames per item (tts.patch)
     python -m benchmarks.bench_tts --size 100m                    # untrained, ~100M parameters
+    python -m benchmarks.bench_tts --backend both --head one_step # PyTorch vs ONNX Runtime decode steps
 
 Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
 (recipes/demo/tts_small.yaml, with checkpoints/vae_small as its VAE when present) that is made to run to the
@@ -154,7 +155,15 @@ def main() -> None:
         "--size", choices=["demo", "100m"], default="demo", help="100m: an untrained ~100M-parameter model"
     )
     ap.add_argument("--quantize", choices=["int8"], default=None, help="the trunk's linears in dynamic int8")
+    ap.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "both"],
+        default="torch",
+        help="what runs the one-row decode steps (onnx: ONNX Runtime, TTS.use_onnx); both: each, same run",
+    )
     args = ap.parse_args()
+    if args.backend != "torch" and args.quantize:
+        ap.error("--backend onnx runs the float32 trunk; drop --quantize")
     torch.set_num_threads(args.threads)
     ckpt = Path(args.checkpoint) if args.checkpoint else REPO / "checkpoints/tts_demo"
     if ckpt.is_dir() and args.patch == 1 and args.size == "demo":
@@ -178,6 +187,13 @@ def main() -> None:
     if "one_step" in heads and stand_in_one_step(tts, cfg):
         print("one_step: this release has no one-step head; timing an undistilled copy of its head (speed only)")
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
+    if args.backend != "torch":
+        tts.use_onnx(args.threads)
+    if args.backend == "both":
+        compare_backends(tts, head_kw(kw, "one_step" if "one_step" in heads else heads[0]), args.steps, cfg)
+        return
+    label_backend = "ONNX Runtime" if args.backend == "onnx" else "PyTorch"
+    print(f"decode steps: {label_backend}")
     for h in heads:
         tts.synthesize("Warm up.", PROMPT, **{**head_kw(kw, h), "max_seconds": 0.5})
     runs = {h: synthesis_breakdown(tts, head_kw(kw, h), args.steps, cfg) for h in heads}
@@ -207,6 +223,35 @@ def main() -> None:
         f"{(tm['total_s'] - trunk.total + nocache) / audio_s:.3f}"
     )
     paragraph(tts, kw)
+
+
+def compare_backends(tts: TTS, kw: dict, steps: int, cfg: float) -> None:
+    """RTF of the same synthesis with the decode steps in PyTorch and in ONNX Runtime, alternated twice."""
+    saved = (tts.lm.trunk.runtime, tts.one_step[0].runtime if tts.one_step else None)
+
+    def use(onnx: bool) -> None:
+        tts.lm.trunk.runtime = saved[0] if onnx else None
+        if tts.one_step is not None:
+            tts.one_step[0].runtime = saved[1] if onnx else None
+
+    tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
+    best = {}
+    for _ in range(2):
+        for name in ("torch", "onnx"):
+            use(name == "onnx")
+            print(f"\n[{name}]", end="")
+            rtf = synthesis_breakdown(tts, kw, steps, cfg)[2]
+            best[name] = min(best.get(name, float("inf")), rtf)
+    use(True)
+    print(
+        f"\nbest of 2, {kw['head']} head: RTF {best['torch']:.3f} PyTorch, {best['onnx']:.3f} ONNX Runtime "
+        f"-> {best['torch'] / best['onnx']:.2f}x"
+    )
+    t0 = time.perf_counter()
+    it = tts.stream(TEXT, PROMPT, chunk_frames=4, first_chunk_frames=1, **kw)
+    next(it)
+    print(f"streaming (ONNX Runtime): time to first audio {time.perf_counter() - t0:.3f} s")
+    it.close()
 
 
 def stand_in_one_step(tts: TTS, cfg_scale: float) -> bool:

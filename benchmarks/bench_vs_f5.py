@@ -7,12 +7,13 @@
 F5-TTS (arXiv 2410.06885; its PyPI package, imported only here, never by the project) is a non-autoregressive
 DiT over mel frames (24 kHz, hop 256: 93.75 frames/s) sampled by flow matching: its defaults are 32 Euler steps
 (NFE) with classifier-free guidance 2 (two transformer passes per step over prompt + generated frames) and sway
-sampling. Both models get a 3-s prompt and generate exactly 10 s (ours: a long text cut at ``max_seconds=10``;
+sampling. Ours runs with its decode steps in PyTorch and in ONNX Runtime (``TTS.use_onnx``). Both models get
+a 3-s prompt and generate exactly 10 s (ours: a long text cut at ``max_seconds=10``;
 F5: the duration given). F5 runs with random weights of a DiT sized to our release's LM (``--f5-dim``,
 ``--f5-depth``: 256 x 6 is 6.7M beside the 7.0M demo); speed does not depend on the weights. F5's vocoder is not
 timed (its mel is the output), ours is (the VAE decode is ~1-6 % of our time). Runs alternate (ours reference,
-ours one-step, F5 at 32 NFE, F5 at 16 NFE), so a busy machine slows all alike; the table gives each one's
-median RTF and the ratios of the medians.
+ours one-step, ours one-step in ONNX Runtime, F5 at 32 NFE, F5 at 16 NFE), so a busy machine slows all alike;
+the table gives each one's median RTF and the ratios of the medians.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
 
     tts = TTS.from_pretrained(args.checkpoint)
     label = " (undistilled copy: speed only)" if stand_in_one_step(tts, tts.cfg.cfg_scale) else ""
+    fast = TTS.from_pretrained(args.checkpoint)  # the same release with its decode steps in ONNX Runtime
+    stand_in_one_step(fast, fast.cfg.cfg_scale)
+    fast.use_onnx(args.threads)
     f5 = f5_model(args.f5_dim, args.f5_depth)
     n_ours = sum(p.numel() for p in tts.lm.parameters())
     n_f5 = sum(p.numel() for p in f5.transformer.parameters())
@@ -81,6 +85,7 @@ def main() -> None:
     systems = {
         "ours, reference head (10 steps, cfg on 2 rows)": lambda: ours(tts, {**kw, "head": "reference"}),
         f"ours, one-step head (1 row){label}": lambda: ours(tts, {**kw, "head": "one_step"}),
+        f"ours, one-step head, ONNX Runtime steps{label}": lambda: ours(fast, {**kw, "head": "one_step"}),
         "F5-TTS arch., 32 NFE, cfg 2 (its default)": lambda: time_f5(f5, prompt_s, args.seconds, 32),
         "F5-TTS arch., 16 NFE, cfg 2": lambda: time_f5(f5, prompt_s, args.seconds, 16),
     }

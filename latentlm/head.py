@@ -128,6 +128,9 @@ class DiffusionHead(nn.Module):
         self.final_norm = RMSNorm(W)
         self.final_ada = DecodeLinear(W, 2 * W)
         self.out = DecodeLinear(W, cfg.latent_dim, bias=False)
+        # an optional compiled one-step sampler (latentlm/onnx_step.py OnnxHeadRuntime: x_T, cond -> x0) used by
+        # ``sample`` for steps=1 without guidance; not a module, never saved
+        self.runtime = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -285,11 +288,17 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if solver not in ("dpm++2m", "ddpm"):
             raise ValueError(f"solver must be 'dpm++2m' or 'ddpm', got {solver!r}")
+        shape = (M, self.cfg.latent_dim)
+        if noise is not None and tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
+        start = randn_rows(shape, generator, cond.device, torch.float32) if noise is None else noise.float()
         ts = (
             solver_timesteps(self.schedule, steps, spacing)
             if solver == "dpm++2m"
             else ddpm_timesteps(self.schedule, steps)
         )
+        if self.runtime is not None and steps == 1 and not guided and solver == "dpm++2m":
+            return self.runtime(start * temperature, cond).to(cond.dtype)
         c_in = torch.cat([cond, uncond]) if guided else cond  # [R, C], R = 2M or M
         dtype = cond.dtype
         c_base = self.cond_proj(self.cond_norm(c_in))  # [R, W], the same for every step
@@ -325,10 +334,6 @@ class DiffusionHead(nn.Module):
                 return torch.sub(x, out, alpha=s) / a
             return torch.sub(a * x, out, alpha=s)
 
-        shape = (M, self.cfg.latent_dim)
-        if noise is not None and tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
-        start = randn_rows(shape, generator, cond.device, torch.float32) if noise is None else noise.float()
         x_T = start * temperature
         if solver == "dpm++2m":
             x0 = dpm_solver_pp_2m_indexed(denoise_at, x_T, self.schedule, steps, spacing)

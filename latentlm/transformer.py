@@ -319,6 +319,9 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.rope = RopeTable(cfg.head_dim, cfg.rope_theta, cfg.max_seq_len)  # cached cos/sin, not state
+        # an optional compiled step (latentlm/onnx_step.py OnnxTrunkRuntime): runs the cached calls it covers
+        # (``runtime.covers(x, valid, positions, cache)``); not a module, never saved
+        self.runtime = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -356,6 +359,8 @@ class Transformer(nn.Module):
             raise ValueError(f"Transformer: valid must be a bool tensor of shape {(B, N)}, got {valid.shape}")
         if positions is not None and positions.shape != (B, N):
             raise ValueError(f"Transformer: positions must have shape {(B, N)}, got {tuple(positions.shape)}")
+        if self.runtime is not None and self.runtime.covers(x, valid, positions, cache):
+            return self.runtime(x, cache)
         start = 0
         if cache is not None:
             if cache.batch_size != B:

@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quantize", choices=["int8"], default=None, help="int8: the trunk's linear layers in dynamic int8 (CPU)"
     )
+    ap.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="onnx: one-row decode steps in ONNX Runtime (CPU; see docs/TTS.md)",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     out_dir = Path(args.out_dir)
@@ -132,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         jobs = read_jobs(args.jobs)
         outs = plan_outputs(jobs, out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tts = TTS.from_pretrained(args.checkpoint, device=args.device, quantize=args.quantize)
+        tts = TTS.from_pretrained(
+            args.checkpoint, device=args.device, quantize=args.quantize, backend=args.backend
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -57,6 +57,8 @@ from tts.rows import Row, SynthesisJob
 from tts.script_constraint import ScriptConstraint, run_limits
 from vocoder_vae.model import AudioVAE
 
+BACKENDS = ("torch", "onnx")  # what runs the one-row decode steps (TTS.use_onnx)
+
 __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
 
 RELEASE_KIND = "tts"
@@ -123,14 +125,24 @@ class TTS:
     # ------------------------------------------------------------------ releases
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device = "cpu", quantize: str | None = None
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "cpu",
+        quantize: str | None = None,
+        backend: str = "torch",
     ) -> TTS:
         """Load a release. ``quantize="int8"`` (CPU only): the trunk's linear layers become dynamic int8
-        (latentlm/linear.py ``quantize_int8``): much faster for large trunks, ~7% for the demo size."""
+        (latentlm/linear.py ``quantize_int8``): much faster for large trunks, ~7% for the demo size.
+        ``backend="onnx"`` (CPU only): one-row decode steps of the trunk and the one-step head run in ONNX Runtime
+        (latentlm/onnx_step.py; exported in memory at load, ~2 s); everything else stays in PyTorch."""
         if quantize not in (None, "int8"):
             raise TTSInputError(f'quantize must be None or "int8", got {quantize!r}')
-        if quantize and torch.device(device).type != "cpu":
-            raise TTSInputError("quantize='int8' runs on the CPU only")
+        if backend not in BACKENDS:
+            raise TTSInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if (quantize or backend == "onnx") and torch.device(device).type != "cpu":
+            raise TTSInputError(f"{'quantize=int8' if quantize else 'backend=onnx'} runs on the CPU only")
+        if quantize and backend == "onnx":
+            raise TTSInputError("backend=onnx runs the float32 trunk; leave quantize unset with it")
         directory = Path(directory)
         try:
             sd, cfg_dict, meta = load_release(directory, kind=RELEASE_KIND)
@@ -154,7 +166,21 @@ class TTS:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
         if quantize == "int8":
             quantize_int8(lm.trunk)
-        return cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
+        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
+        if backend == "onnx":
+            tts.use_onnx()
+        return tts
+
+    def use_onnx(self, threads: int | None = None) -> None:
+        """Run one-row decode steps of the trunk and of the one-step head in ONNX Runtime (CPU; threads default
+        to torch's). Same outputs to float rounding; batches of several rows and the reference head stay eager."""
+        from latentlm.onnx_step import OnnxHeadRuntime, OnnxTrunkRuntime
+
+        if self.device.type != "cpu":
+            raise TTSInputError("backend=onnx runs on the CPU only")
+        self.lm.trunk.runtime = OnnxTrunkRuntime(self.lm.trunk, threads)
+        if self.one_step is not None:
+            self.one_step[0].runtime = OnnxHeadRuntime(self.one_step[0], threads)
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         directory = Path(directory)

@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         "--quantize", choices=["int8"], default=None, help="int8: the trunk's linear layers in dynamic int8 (CPU)"
     )
     ap.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="onnx: one-row decode steps in ONNX Runtime (CPU; see docs/TTS.md)",
+    )
+    ap.add_argument(
         "--head",
         choices=["reference", "one_step"],
         default=None,
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     try:  # settings and --out are checked before the model is loaded
         options = SynthesisOptions.from_mapping(vars(args))
         out = check_out_file(args.out)
-        tts = TTS.from_pretrained(args.checkpoint, device=args.device, quantize=args.quantize)
+        tts = TTS.from_pretrained(
+            args.checkpoint, device=args.device, quantize=args.quantize, backend=args.backend
+        )
         res = tts.synthesize(args.text, args.prompt, prompt_text=args.prompt_text, options=options)
     except (TTSInputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,224 @@
+"""ONNX Runtime for the per-frame decode work: the trunk's cached step on one row, and a one-step head.
+
+A decode step of the small models is bound by per-op overhead in eager PyTorch (~250 small ops for a 6-layer
+trunk, ~12 us each on this CPU). Exported to ONNX and run by ONNX Runtime (already installed with faster-whisper),
+the same arithmetic runs as one native graph. Measured on the 2-core development machine (demo release, one
+row): ``benchmarks/bench_tts.py --backend onnx``.
+
+- ``TrunkStep``: the trunk's arithmetic for N new positions of ONE row after S cached ones, written with ops
+  ONNX exports (RMSNorm by hand, attention by matmuls, grouped-query heads by reshape). Inputs: x [N, C],
+  cos/sin [N, Dh] (``RopeTable`` layout), the cache buffers of every layer [Hkv, S_max, Dh] and ``past`` (S, a
+  0-d int64): keys/values are read from columns [0, S) (a padding column of the row would be attended to, so
+  the runtime is used only where every cached column is valid). Outputs: hidden [N, C] (after the final norm),
+  the new keys/values [L, Hkv, N, Dh], which the caller writes at columns [S, S + N).
+- ``OneStepNet``: ``distill.one_step`` (x0 from x_T at t = T-1) for a head, with t baked in.
+- ``OnnxTrunkRuntime`` / ``OnnxHeadRuntime``: sessions built in memory (nothing written to disk), called by
+  ``Transformer.forward`` and ``DiffusionHead.sample`` through their ``runtime`` hooks where the call is one
+  they cover, so decoding code does not change; every other call (prefill of several rows, training, guidance,
+  multi-step heads) runs eager as before.
+
+Dimension legend: N new positions, S cached columns (S_max allocated), C width, L layers, H query heads, Hkv
+key/value heads, Dh head dim, M rows of a head call, D latent dim.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+OPSET = 17
+
+
+def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * weight
+
+
+class TrunkStep(nn.Module):
+    """The trunk's cached forward for one row: (x, cos, sin, past, k_0, v_0, ..., k_{L-1}, v_{L-1}) ->
+    (hidden [N, C], k_new [L, Hkv, N, Dh], v_new [L, Hkv, N, Dh]). Equal to ``Transformer.forward`` on that
+    row to float rounding (tests/test_onnx_step.py)."""
+
+    def __init__(self, trunk: nn.Module):
+        super().__init__()
+        self.trunk = trunk
+        cfg = trunk.cfg
+        self.H, self.Hkv, self.Dh, self.eps = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.norm_eps
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, past: Tensor, *kv: Tensor):
+        H, Hkv, Dh, eps = self.H, self.Hkv, self.Dh, self.eps
+        rep, n = H // Hkv, x.shape[0]
+        # causal among the new positions: column j visible to row i when j <= i
+        ar = torch.arange(n)
+        new_mask = torch.where(ar[None, :] <= ar[:, None], 0.0, float("-inf"))  # [N, N]
+        ks, vs, h = [], [], x
+        for i, blk in enumerate(self.trunk.layers):
+            a = blk.attn
+            qkv = F.linear(_rms(h, blk.attn_norm.weight, eps), a.qkv.weight)  # [N, (H + 2 Hkv) Dh]
+            qk = qkv[:, : (H + Hkv) * Dh].reshape(n, H + Hkv, Dh)
+            x1, x2 = qk.chunk(2, dim=-1)
+            qk = qk * cos[:, None] + torch.cat([x2, x1], dim=-1) * sin[:, None]
+            q = qk[:, :H].reshape(n, Hkv, rep, Dh).permute(1, 2, 0, 3).reshape(Hkv, rep * n, Dh)
+            k = qk[:, H:].transpose(0, 1)  # [Hkv, N, Dh]
+            v = qkv[:, (H + Hkv) * Dh :].reshape(n, Hkv, Dh).transpose(0, 1)  # [Hkv, N, Dh]
+            ks.append(k)
+            vs.append(v)
+            k_old = kv[2 * i][:, :past]  # [Hkv, S, Dh]
+            v_old = kv[2 * i + 1][:, :past]
+            q = q / math.sqrt(Dh)
+            s_old = torch.matmul(q, k_old.transpose(1, 2))  # [Hkv, rep N, S]
+            s_new = torch.matmul(q, k.transpose(1, 2)).reshape(Hkv, rep, n, n) + new_mask  # [Hkv, rep, N, N]
+            p = torch.cat([s_old, s_new.reshape(Hkv, rep * n, n)], dim=-1).softmax(-1)
+            o = torch.matmul(p[..., :past], v_old) + torch.matmul(p[..., past:], v)  # [Hkv, rep N, Dh]
+            o = o.reshape(Hkv, rep, n, Dh).permute(2, 0, 1, 3).reshape(n, H * Dh)
+            h = h + F.linear(o, a.out.weight)
+            gate, up = F.linear(_rms(h, blk.mlp_norm.weight, eps), blk.mlp.gate_up.weight).chunk(2, dim=-1)
+            h = h + F.linear(F.silu(gate) * up, blk.mlp.down.weight)
+        return _rms(h, self.trunk.norm.weight, eps), torch.stack(ks), torch.stack(vs)
+
+
+class OneStepNet(nn.Module):
+    """x_T [M, D], cond [M, C] -> x0 [M, D]: the head's x0 estimate at t = T-1 (``distill.one_step``)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x_T: Tensor, cond: Tensor) -> Tensor:
+        from latentlm.distill import one_step
+
+        return one_step(self.head, x_T, cond)
+
+
+def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], dynamic: dict) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def export_trunk_step(trunk: nn.Module) -> bytes:
+    """The ONNX model (bytes) of ``TrunkStep(trunk)`` with N and S_max dynamic."""
+    cfg = trunk.cfg
+    n, s_max = 2, 8
+    args = [torch.zeros(n, cfg.dim), torch.ones(n, cfg.head_dim), torch.zeros(n, cfg.head_dim)]
+    args.append(torch.tensor(3, dtype=torch.long))
+    names = ["x", "cos", "sin", "past"]
+    dynamic: dict = {"x": {0: "N"}, "cos": {0: "N"}, "sin": {0: "N"}}
+    for i in range(cfg.n_layers):
+        for kind in "kv":
+            names.append(f"{kind}{i}")
+            args.append(torch.zeros(cfg.kv_heads, s_max, cfg.head_dim))
+            dynamic[f"{kind}{i}"] = {1: "S_max"}
+    step = TrunkStep(trunk).eval()
+    dynamic.update(hidden={0: "N"}, k_new={2: "N"}, v_new={2: "N"})
+    return _export(step, tuple(args), names, ["hidden", "k_new", "v_new"], dynamic)
+
+
+def export_one_step(head: nn.Module) -> bytes:
+    """The ONNX model (bytes) of ``OneStepNet(head)`` with M dynamic."""
+    cfg = head.cfg
+    args = (torch.zeros(2, cfg.latent_dim), torch.zeros(2, cfg.cond_dim))
+    return _export(OneStepNet(head).eval(), args, ["x_T", "cond"], ["x0"], {"x_T": {0: "M"}, "cond": {0: "M"}})
+
+
+def _session(model: bytes, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def _threads(threads: int | None) -> int:
+    return torch.get_num_threads() if threads is None else threads
+
+
+class OnnxTrunkRuntime:
+    """Runs ``Transformer.forward`` calls that feed one row with a KV cache (every item valid, default positions)
+    through ONNX Runtime; ``covers`` says which calls. The cache stays the trunk's ``KVCache``: the runtime reads
+    its buffers in place and writes the new columns back, so eager and runtime calls can alternate."""
+
+    def __init__(self, trunk: nn.Module, threads: int | None = None):
+        if next(trunk.parameters()).device.type != "cpu":
+            raise ValueError("the ONNX Runtime path runs on the CPU; move the model there first")
+        self.cfg = trunk.cfg
+        self.rope = trunk.rope
+        self.session = _session(export_trunk_step(trunk), _threads(threads))
+        self._views: tuple[int, list[np.ndarray]] | None = None  # (id of the cache's first buffer, numpy views)
+
+    def covers(self, x: Tensor, valid: Tensor | None, positions: Tensor | None, cache) -> bool:
+        return (
+            cache is not None
+            and x.shape[0] == 1
+            and positions is None
+            and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and (valid is None or bool(valid.all()))
+            and bool(cache.key_valid[0, : cache.length].all())
+        )
+
+    def __call__(self, x: Tensor, cache) -> Tensor:
+        """x [1, N, C] -> hidden [1, N, C]; appends N columns to ``cache`` (as ``Transformer.forward`` does)."""
+        n, start = x.shape[1], cache.length
+        if start + n > cache.max_len:
+            raise ValueError(
+                f"Transformer: KV cache overflow: {start} columns filled + {n} new > max_len {cache.max_len}"
+            )
+        pos = cache.n_valid[:1, None] + torch.arange(n)[None]  # [1, N]
+        if int(pos.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"Transformer: RoPE positions must lie in [0, {self.cfg.max_seq_len})")
+        cos, sin = self.rope.lookup(pos)  # [1, N, 1, Dh]
+        key = id(cache.k[0])
+        if self._views is None or self._views[0] != key:
+            views = []
+            for k, v in zip(cache.k, cache.v):
+                views += [k[0].numpy(), v[0].numpy()]  # [Hkv, S_max, Dh], shared memory
+            self._views = (key, views)
+        views = self._views[1]
+        feeds = {
+            "x": x[0].numpy(),
+            "cos": cos[0, :, 0].numpy(),
+            "sin": sin[0, :, 0].numpy(),
+            "past": np.array(start, dtype=np.int64),
+        }
+        for i in range(self.cfg.n_layers):
+            feeds[f"k{i}"], feeds[f"v{i}"] = views[2 * i], views[2 * i + 1]
+        hidden, k_new, v_new = self.session.run(None, feeds)
+        for i in range(self.cfg.n_layers):
+            views[2 * i][:, start : start + n] = k_new[i]
+            views[2 * i + 1][:, start : start + n] = v_new[i]
+        cache.key_valid[:, start : start + n] = True
+        cache.length += n
+        cache.n_valid += n
+        return torch.from_numpy(hidden)[None]
+
+
+class OnnxHeadRuntime:
+    """Runs a head's one-step samples (``steps=1``, no guidance, DPM-Solver++ grid) through ONNX Runtime: the
+    same noise draws, the same x0 to float rounding."""
+
+    def __init__(self, head: nn.Module, threads: int | None = None):
+        self.session = _session(export_one_step(head), _threads(threads))
+
+    def __call__(self, x_T: Tensor, cond: Tensor) -> Tensor:  # [M, D] float32, [M, C] -> [M, D] float32
+        (x0,) = self.session.run(None, {"x_T": x_T.numpy(), "cond": cond.float().numpy()})
+        return torch.from_numpy(x0)

@@ -1,0 +1,111 @@
+"""The ONNX Runtime decode path (latentlm/onnx_step.py): the exported trunk step and one-step head compute what the
+eager modules compute, the runtime covers exactly the calls it can, and the shipped release synthesizes the same
+speech through it (real prompt audio, the real release)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentlm.onnx_step import OnnxHeadRuntime, OnnxTrunkRuntime
+from latentlm.transformer import KVCache, Transformer, TransformerConfig
+from tts.model import TTS, TTSInputError
+
+pytest.importorskip("onnxruntime")
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASE = REPO / "checkpoints" / "tts_demo"
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2])
+def test_trunk_runtime_equals_the_eager_trunk_step_by_step(kv_heads):
+    torch.manual_seed(0)
+    trunk = Transformer(TransformerConfig(dim=64, n_layers=3, n_heads=4, n_kv_heads=kv_heads, max_seq_len=64)).eval()
+    rt = OnnxTrunkRuntime(trunk, threads=1)
+    eager, onnx = (KVCache.empty(trunk.cfg, 1, 40, "cpu", torch.float32) for _ in range(2))
+    with torch.no_grad():
+        prompt = torch.randn(1, 9, 64)
+        trunk(prompt, cache=eager)
+        trunk(prompt, cache=onnx)
+        for n in (1, 3, 1, 2, 1):  # several new items in one call, as lazy feeding does
+            x = torch.randn(1, n, 64)
+            a, b = trunk(x, cache=eager), rt(x, onnx)
+            torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4)
+            assert onnx.length == eager.length and torch.equal(onnx.n_valid, eager.n_valid)
+            for ke, ko in zip(eager.k + eager.v, onnx.k + onnx.v):
+                torch.testing.assert_close(ko[:, :, : eager.length], ke[:, :, : eager.length], atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="overflow"):
+        rt(torch.randn(1, 40, 64), onnx)
+
+
+def test_trunk_runtime_covers_only_one_valid_row_with_a_cache():
+    torch.manual_seed(0)
+    trunk = Transformer(TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=32)).eval()
+    rt = OnnxTrunkRuntime(trunk, threads=1)
+    cache1 = KVCache.empty(trunk.cfg, 1, 16, "cpu", torch.float32)
+    cache2 = KVCache.empty(trunk.cfg, 2, 16, "cpu", torch.float32)
+    x1, x2 = torch.randn(1, 1, 32), torch.randn(2, 1, 32)
+    with torch.no_grad():
+        assert rt.covers(x1, None, None, cache1)
+        assert not rt.covers(x1, None, None, None)  # no cache: a training or scoring forward
+        assert not rt.covers(x2, None, None, cache2)  # several rows (guidance, batches) stay eager
+        assert not rt.covers(x1, torch.zeros(1, 1, dtype=torch.bool), None, cache1)  # padding
+        assert not rt.covers(x1, None, torch.zeros(1, 1, dtype=torch.long), cache1)  # explicit positions
+        trunk(torch.randn(1, 3, 32), valid=torch.tensor([[True, False, True]]), cache=cache1)
+        assert not rt.covers(x1, None, None, cache1)  # a padding hole in the cache
+    assert rt.covers(x1, None, None, KVCache.empty(trunk.cfg, 1, 16, "cpu", torch.float32)) is False  # grad on
+
+
+@pytest.fixture(scope="module")
+def release():
+    if not (RELEASE / "one_step_head").is_dir():
+        pytest.skip("checkpoints/tts_demo with its one-step head is not in this checkout")
+    return TTS.from_pretrained(RELEASE)
+
+
+def test_head_runtime_equals_the_one_step_sample(release):
+    head = release.one_step[0]
+    rt = OnnxHeadRuntime(head, threads=1)
+    cond = torch.randn(3, head.cfg.cond_dim)
+    g = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    with torch.no_grad():
+        ref = head.sample(cond, steps=1, temperature=0.3, generator=g)
+        head.runtime = rt
+        try:
+            g = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]  # the same draws
+            fast = head.sample(cond, steps=1, temperature=0.3, generator=g)
+            ten = head.sample(cond, steps=2, temperature=0.3)  # not one step: the eager sampler
+        finally:
+            head.runtime = None
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+    assert ten.shape == ref.shape
+
+
+def test_release_synthesizes_the_same_speech_through_onnx_runtime(release, real_speech_dir):
+    prompt = real_speech_dir / "dev" / "coqui__LJ001-0001.wav"
+    kw = dict(prompt_text="Printing, in the only sense with which we are", seed=3, head="one_step")
+    text = "The boat sailed across the calm water."
+    ref = release.synthesize(text, prompt, **kw)
+    fast = TTS.from_pretrained(RELEASE, backend="onnx")
+    assert fast.lm.trunk.runtime is not None and fast.one_step[0].runtime is not None
+    out = fast.synthesize(text, prompt, **kw)
+    # the same frames to float rounding: the same length (the stop is decided by the same scores) and audio
+    # that matches sample by sample (errors compound slowly through the autoregression)
+    assert out.info["frames"] == ref.info["frames"]
+    err = np.abs(out.audio - ref.audio).max() / np.abs(ref.audio).max()
+    assert err < 0.05, err
+    # streaming and the reference head (two rows with guidance: eager) also run with the runtime installed
+    streamed = np.concatenate(list(fast.stream(text, prompt, **kw)))
+    np.testing.assert_allclose(streamed, out.audio, atol=1e-4)
+    slow = fast.synthesize(text, prompt, **{**kw, "head": "reference", "max_seconds": 0.8})
+    assert slow.duration > 0
+
+
+def test_backend_is_checked():
+    with pytest.raises(TTSInputError, match="backend must be one of"):
+        TTS.from_pretrained(RELEASE, backend="tensorrt")
+    with pytest.raises(TTSInputError, match="quantize"):
+        TTS.from_pretrained(RELEASE, backend="onnx", quantize="int8")
