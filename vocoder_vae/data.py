@@ -32,6 +32,10 @@ class DataConfig:
     max_files: int = 0  # 0 = all files
     num_samples: int = 2  # audio samples written to TensorBoard
     stats_files: int = 64  # files encoded to measure latent mean/std for the release
+    # decoder fine-tuning on ground-truth-aligned latents (tts/gta.py: an LM's teacher-forced predictions paired
+    # with the audio they stand for); needs freeze_encoder. gta_fraction of each batch's rows come from it.
+    gta: str = ""
+    gta_fraction: float = 0.5
 
 
 def _rows_from_tsv(path: Path) -> list[Path]:
@@ -106,3 +110,43 @@ class CropDataset:
             piece = clip[start : start + self.segment]
             out[b, 0, : len(piece)] = piece
         return out
+
+
+class GTAPairs:
+    """(latents, audio) pairs from ``python -m tts.gta`` (safetensors: ``z/<id>`` [T, D], ``wav/<id>`` [T * hop]);
+    ``batch(step)`` draws frame-aligned crops (length-weighted), a pure function of (seed, rank, step)."""
+
+    def __init__(self, path: str | Path, hop: int, segment_frames: int, seed: int = 0, rank: int = 0):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            ids = sorted(k[2:] for k in f.keys() if k.startswith("z/"))
+            if not ids:
+                raise ValueError(f"{path}: no z/<id> tensors (make it with python -m tts.gta)")
+            if int(meta.get("hop", hop)) != hop:
+                raise ValueError(f"{path}: made for hop {meta['hop']}, this VAE's hop is {hop}")
+            self.z = [f.get_tensor(f"z/{i}") for i in ids]  # [T, D] each
+            self.wav = [f.get_tensor(f"wav/{i}") for i in ids]  # [T * hop] each
+        for i, z, w in zip(ids, self.z, self.wav):
+            if len(w) != z.shape[0] * hop:
+                raise ValueError(f"{path}: {i}: {len(w)} samples for {z.shape[0]} frames of hop {hop}")
+        self.hop, self.frames, self.seed, self.rank = hop, segment_frames, seed, rank
+        lengths = torch.tensor([z.shape[0] for z in self.z], dtype=torch.float64)
+        self.weights = lengths / lengths.sum()
+
+    def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (audio [B, 1, frames * hop], latents [B, D, frames]); short utterances zero-padded on the right."""
+        g = torch.Generator().manual_seed(int(np.uint64(self.seed * 1_000_033 + self.rank * 7907 + step + 17)))
+        idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=g)
+        d = self.z[0].shape[1]
+        wav = torch.zeros(batch_size, 1, self.frames * self.hop)
+        z = torch.zeros(batch_size, d, self.frames)
+        for b, i in enumerate(idx.tolist()):
+            n = self.z[i].shape[0]
+            start = int(torch.randint(0, n - self.frames + 1, (1,), generator=g)) if n > self.frames else 0
+            piece = self.z[i][start : start + self.frames]  # [t, D]
+            z[b, :, : piece.shape[0]] = piece.T
+            w = self.wav[i][start * self.hop : (start + piece.shape[0]) * self.hop]
+            wav[b, 0, : len(w)] = w
+        return wav, z

@@ -30,7 +30,7 @@ from latentlm.checkpoint import (
 from latentlm.config import load_config, to_dict
 from latentlm.training import ema_update_, fit_loop
 from vocoder_vae import losses as L
-from vocoder_vae.data import CropDataset, DataConfig, list_audio
+from vocoder_vae.data import CropDataset, DataConfig, GTAPairs, list_audio
 from vocoder_vae.discriminators import DiscriminatorConfig, Discriminators
 from vocoder_vae.model import AudioVAE, VAEConfig
 
@@ -96,6 +96,13 @@ class Trainer:
             self._init_from(Path(cfg.init_from))
         if cfg.freeze_encoder:
             self.model.encoder.requires_grad_(False)
+        if cfg.data.gta:
+            if not cfg.freeze_encoder:
+                raise ValueError("data.gta (decoder fine-tuning on an LM's latents) needs freeze_encoder=true")
+            if self.world > 1:
+                raise ValueError("data.gta runs in one process (no DDP)")
+            if not 0.0 < cfg.data.gta_fraction <= 1.0:
+                raise ValueError(f"data.gta_fraction must be in (0, 1], got {cfg.data.gta_fraction}")
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.use_adv = cfg.loss.weight("adv") > 0 or cfg.loss.weight("feat") > 0
         self.disc = Discriminators(cfg.disc).to(self.device) if self.use_adv else None
@@ -181,11 +188,16 @@ class Trainer:
         ema_update_(self.ema, self.model.state_dict(), decay)
 
     # ---- one step --------------------------------------------------------------------------------------
-    def train_step(self, wav: torch.Tensor) -> dict[str, float]:
+    def train_step(self, wav: torch.Tensor, gta: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+        """One update on ``wav`` [B, 1, L] reconstructed through the encoder, plus ``gta`` = (audio [B', 1, L'],
+        latents [B', D, L / hop]) decoded from the given latents (data.gta)."""
         cfg = self.cfg
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and self.device.type == "cuda")
         with amp:
             recon, bout = self.g_model(wav, generator=self.noise_gen)
+            if gta is not None:
+                recon = torch.cat([recon, self.model.decode_frames(gta[1])])
+                wav = torch.cat([wav, gta[0]])
         recon = recon.float()
         losses = self.recon_loss(recon.squeeze(1), wav.squeeze(1))
         losses.update({k: v for k, v in bout.losses.items() if cfg.loss.weight(k) > 0})
@@ -224,13 +236,20 @@ class Trainer:
         return logs
 
     # ---- loop ------------------------------------------------------------------------------------------
-    def fit(self, data: CropDataset, valid: list[torch.Tensor] | None = None) -> None:
-        """Train until max_steps / time limit / SIGINT-SIGTERM (then save; rerun to resume)."""
+    def fit(self, data: CropDataset, valid: list[torch.Tensor] | None = None, gta: GTAPairs | None = None) -> None:
+        """Train until max_steps / time limit / SIGINT-SIGTERM (then save; rerun to resume). ``gta``: pairs that
+        fill ``data.gta_fraction`` of every batch's rows (at least one row of each kind)."""
         self.model.train()
 
+        bs = self.cfg.data.batch_size
+        n_gta = 0 if gta is None else max(1, min(bs - 1, round(bs * self.cfg.data.gta_fraction)))
+
         def step() -> dict[str, float]:
-            wav = data.batch(self.step, self.cfg.data.batch_size).to(self.device, non_blocking=True)
-            return self.train_step(wav)
+            wav = data.batch(self.step, bs - n_gta).to(self.device, non_blocking=True)
+            if not n_gta:
+                return self.train_step(wav)
+            pair = tuple(t.to(self.device) for t in gta.batch(self.step, n_gta))
+            return self.train_step(wav, pair)
 
         fit_loop(
             self,
@@ -309,7 +328,11 @@ def main(argv: list[str] | None = None) -> None:
             f"device {trainer.device}, resuming at step {trainer.step}",
             flush=True,
         )
-    trainer.fit(data, valid)
+    gta = None
+    if cfg.data.gta:
+        gta = GTAPairs(cfg.data.gta, cfg.model.hop, seg // cfg.model.hop, seed=cfg.seed, rank=trainer.rank)
+        print(f"vae: {len(gta.z)} GTA utterances from {cfg.data.gta}", flush=True)
+    trainer.fit(data, valid, gta)
     if trainer.stop_requested:
         if trainer.rank == 0:
             print(
