@@ -162,8 +162,6 @@ def main() -> None:
         help="what runs the one-row decode steps (onnx: ONNX Runtime, TTS.use_onnx); both: each, same run",
     )
     args = ap.parse_args()
-    if args.backend != "torch" and args.quantize:
-        ap.error("--backend onnx runs the float32 trunk; drop --quantize")
     torch.set_num_threads(args.threads)
     ckpt = Path(args.checkpoint) if args.checkpoint else REPO / "checkpoints/tts_demo"
     if ckpt.is_dir() and args.patch == 1 and args.size == "demo":
@@ -175,9 +173,11 @@ def main() -> None:
             + (", trunk 768 x 12, head 512 x 4)" if args.size == "100m" else ")"),
         )
     n = sum(p.numel() for p in tts.lm.parameters())
-    if args.quantize:  # (n counts the float32 parameters, before the trunk is quantised)
+    if args.quantize and args.backend == "torch":  # (n counts the float32 parameters, before quantising)
         quantize_int8(tts.lm.trunk)
         label += ", trunk in dynamic int8"
+    elif args.quantize:
+        label += ", ONNX Runtime graphs in dynamic int8"
     print(
         f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, {tts.cfg.patch} frame(s) per item, "
         f"torch threads {torch.get_num_threads()}"
@@ -188,7 +188,7 @@ def main() -> None:
         print("one_step: this release has no one-step head; timing an undistilled copy of its head (speed only)")
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
     if args.backend != "torch":
-        tts.use_onnx(args.threads)
+        tts.use_onnx(args.threads, int8=args.quantize == "int8")
     if args.backend == "both":
         compare_backends(tts, head_kw(kw, "one_step" if "one_step" in heads else heads[0]), args.steps, cfg)
         return

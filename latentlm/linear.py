@@ -43,6 +43,7 @@ class DecodeLinear(nn.Linear):
         rows = x.numel() // max(self.in_features, 1)
         if (
             torch.is_grad_enabled()
+            or torch.onnx.is_in_onnx_export()  # the parameter exports as a weight ONNX tools recognise
             or x.device.type != "cpu"
             or rows > DECODE_ROWS
             or x.dtype != self.weight.dtype

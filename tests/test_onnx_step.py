@@ -107,5 +107,25 @@ def test_release_synthesizes_the_same_speech_through_onnx_runtime(release, real_
 def test_backend_is_checked():
     with pytest.raises(TTSInputError, match="backend must be one of"):
         TTS.from_pretrained(RELEASE, backend="tensorrt")
-    with pytest.raises(TTSInputError, match="quantize"):
-        TTS.from_pretrained(RELEASE, backend="onnx", quantize="int8")
+    with pytest.raises(TTSInputError, match="CPU only"):
+        TTS.from_pretrained(RELEASE, backend="onnx", device="meta")
+
+
+def test_int8_graphs_stay_close_to_float32(release):
+    """ONNX Runtime's int8 trunk step and head: the same hidden states and samples to quantisation error."""
+    torch.manual_seed(0)
+    trunk, head = release.lm.trunk, release.one_step[0]
+    f32, i8 = OnnxTrunkRuntime(trunk, 1), OnnxTrunkRuntime(trunk, 1, int8=True)
+    caches = [KVCache.empty(trunk.cfg, 1, 64, "cpu", torch.float32) for _ in range(2)]
+    x = torch.randn(1, 20, trunk.cfg.dim) * 0.1
+    with torch.no_grad():
+        for c in caches:
+            trunk(x, cache=c)
+        step = torch.randn(1, 1, trunk.cfg.dim) * 0.1
+        a, b = f32(step, caches[0]), i8(step, caches[1])
+    rel = float((a - b).norm() / a.norm())
+    assert 0 < rel < 0.1, rel  # quantised (not bit-equal), and close
+    cond, noise = torch.randn(4, head.cfg.cond_dim), torch.randn(4, head.cfg.latent_dim)
+    za, zb = OnnxHeadRuntime(head, 1)(noise, cond), OnnxHeadRuntime(head, 1, int8=True)(noise, cond)
+    rel = float((za - zb).norm() / za.norm())
+    assert 0 < rel < 0.1, rel

@@ -134,15 +134,14 @@ class TTS:
         """Load a release. ``quantize="int8"`` (CPU only): the trunk's linear layers become dynamic int8
         (latentlm/linear.py ``quantize_int8``): much faster for large trunks, ~7% for the demo size.
         ``backend="onnx"`` (CPU only): one-row decode steps of the trunk and the one-step head run in ONNX Runtime
-        (latentlm/onnx_step.py; exported in memory at load, ~2 s); everything else stays in PyTorch."""
+        (latentlm/onnx_step.py; exported in memory at load, ~2 s); everything else stays in PyTorch. With
+        ``quantize="int8"`` those graphs are quantised by ONNX Runtime instead of the PyTorch trunk."""
         if quantize not in (None, "int8"):
             raise TTSInputError(f'quantize must be None or "int8", got {quantize!r}')
         if backend not in BACKENDS:
             raise TTSInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if (quantize or backend == "onnx") and torch.device(device).type != "cpu":
             raise TTSInputError(f"{'quantize=int8' if quantize else 'backend=onnx'} runs on the CPU only")
-        if quantize and backend == "onnx":
-            raise TTSInputError("backend=onnx runs the float32 trunk; leave quantize unset with it")
         directory = Path(directory)
         try:
             sd, cfg_dict, meta = load_release(directory, kind=RELEASE_KIND)
@@ -164,23 +163,24 @@ class TTS:
             raise
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
-        if quantize == "int8":
+        if quantize == "int8" and backend == "torch":
             quantize_int8(lm.trunk)
         tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
         if backend == "onnx":
-            tts.use_onnx()
+            tts.use_onnx(int8=quantize == "int8")
         return tts
 
-    def use_onnx(self, threads: int | None = None) -> None:
+    def use_onnx(self, threads: int | None = None, int8: bool = False) -> None:
         """Run one-row decode steps of the trunk and of the one-step head in ONNX Runtime (CPU; threads default
-        to torch's). Same outputs to float rounding; batches of several rows and the reference head stay eager."""
+        to torch's; ``int8``: their weights quantised by ONNX Runtime). Same outputs to float rounding (float32);
+        batches of several rows and the reference head stay eager."""
         from latentlm.onnx_step import OnnxHeadRuntime, OnnxTrunkRuntime
 
         if self.device.type != "cpu":
             raise TTSInputError("backend=onnx runs on the CPU only")
-        self.lm.trunk.runtime = OnnxTrunkRuntime(self.lm.trunk, threads)
+        self.lm.trunk.runtime = OnnxTrunkRuntime(self.lm.trunk, threads, int8)
         if self.one_step is not None:
-            self.one_step[0].runtime = OnnxHeadRuntime(self.one_step[0], threads)
+            self.one_step[0].runtime = OnnxHeadRuntime(self.one_step[0], threads, int8)
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         directory = Path(directory)
