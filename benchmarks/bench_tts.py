@@ -173,11 +173,10 @@ def main() -> None:
             + (", trunk 768 x 12, head 512 x 4)" if args.size == "100m" else ")"),
         )
     n = sum(p.numel() for p in tts.lm.parameters())
-    if args.quantize and args.backend == "torch":  # (n counts the float32 parameters, before quantising)
-        quantize_int8(tts.lm.trunk)
-        label += ", trunk in dynamic int8"
-    elif args.quantize:
-        label += ", ONNX Runtime graphs in dynamic int8"
+    if args.quantize:  # (n counts the float32 parameters)
+        label += ", in dynamic int8 (" + {"torch": "PyTorch's", "onnx": "ONNX Runtime's", "both": "each's"}[
+            args.backend
+        ] + ")"
     print(
         f"{label}: {n / 1e6:.2f}M LM params, {tts.cfg.frame_rate:g} Hz, {tts.cfg.patch} frame(s) per item, "
         f"torch threads {torch.get_num_threads()}"
@@ -187,8 +186,10 @@ def main() -> None:
     if "one_step" in heads and stand_in_one_step(tts, cfg):
         print("one_step: this release has no one-step head; timing an undistilled copy of its head (speed only)")
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
-    if args.backend != "torch":
-        tts.use_onnx(args.threads, int8=args.quantize == "int8")
+    if args.backend != "torch":  # exported from the float32 trunk, before PyTorch's int8 replaces its linears
+        tts.use_onnx(int8=args.quantize == "int8")  # its default: one ONNX Runtime thread
+    if args.quantize and args.backend != "onnx":
+        quantize_int8(tts.lm.trunk)
     if args.backend == "both":
         compare_backends(tts, head_kw(kw, "one_step" if "one_step" in heads else heads[0]), args.steps, cfg)
         return

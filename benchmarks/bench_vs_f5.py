@@ -71,7 +71,7 @@ def main() -> None:
     label = " (undistilled copy: speed only)" if stand_in_one_step(tts, tts.cfg.cfg_scale) else ""
     fast = TTS.from_pretrained(args.checkpoint)  # the same release with its decode steps in ONNX Runtime
     stand_in_one_step(fast, fast.cfg.cfg_scale)
-    fast.use_onnx(args.threads)
+    fast.use_onnx()  # one ONNX Runtime thread (its default; measured faster than two)
     f5 = f5_model(args.f5_dim, args.f5_depth)
     n_ours = sum(p.numel() for p in tts.lm.parameters())
     n_f5 = sum(p.numel() for p in f5.transformer.parameters())

@@ -41,6 +41,19 @@ def test_trunk_runtime_equals_the_eager_trunk_step_by_step(kv_heads):
         rt(torch.randn(1, 40, 64), onnx)
 
 
+def test_one_runtime_serves_several_caches_in_turn():
+    """Decodes running at once (the server's workers) share the runtime, each with its own cache."""
+    torch.manual_seed(1)
+    trunk = Transformer(TransformerConfig(dim=32, n_layers=2, n_heads=2, max_seq_len=32)).eval()
+    rt = OnnxTrunkRuntime(trunk)
+    pairs = [tuple(KVCache.empty(trunk.cfg, 1, 16, "cpu", torch.float32) for _ in range(2)) for _ in range(2)]
+    with torch.no_grad():
+        for step in range(4):
+            for eager, onnx in pairs:  # alternate between the two decodes
+                x = torch.randn(1, 1 + step % 2, 32)
+                torch.testing.assert_close(rt(x, onnx), trunk(x, cache=eager), atol=2e-5, rtol=1e-4)
+
+
 def test_trunk_runtime_covers_only_one_valid_row_with_a_cache():
     torch.manual_seed(0)
     trunk = Transformer(TransformerConfig(dim=32, n_layers=1, n_heads=2, max_seq_len=32)).eval()

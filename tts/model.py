@@ -170,10 +170,11 @@ class TTS:
             tts.use_onnx(int8=quantize == "int8")
         return tts
 
-    def use_onnx(self, threads: int | None = None, int8: bool = False) -> None:
-        """Run one-row decode steps of the trunk and of the one-step head in ONNX Runtime (CPU; threads default
-        to torch's; ``int8``: their weights quantised by ONNX Runtime). Same outputs to float rounding (float32);
-        batches of several rows and the reference head stay eager."""
+    def use_onnx(self, threads: int = 1, int8: bool = False) -> None:
+        """Run one-row decode steps of the trunk and of the one-step head in ONNX Runtime (CPU; ``threads``: its
+        intra-op threads, 1 measured fastest for the demo size whatever torch's; ``int8``: their weights quantised
+        by ONNX Runtime). Same outputs to float rounding (float32); batches of several rows and the reference head
+        stay eager."""
         from latentlm.onnx_step import OnnxHeadRuntime, OnnxTrunkRuntime
 
         if self.device.type != "cpu":

@@ -367,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-input-chars", type=int, default=ServerConfig.max_input_chars)
     p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_bytes / 2**20)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a busy 2-core machine)")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="onnx: one-row decode steps in ONNX Runtime (~1.2-1.45x faster on a CPU; ~2 s more at start)",
+    )
     p.add_argument("--model-id", default=None, help="id in /v1/models (default: the release folder's name)")
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
@@ -381,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(a.threads)
     try:
-        tts = TTS.from_pretrained(a.checkpoint)
+        tts = TTS.from_pretrained(a.checkpoint, backend=a.backend)
     except TTSInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
