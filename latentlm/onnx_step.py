@@ -184,6 +184,14 @@ class OnnxTrunkRuntime:
         self.rope = trunk.rope
         model = export_trunk_step(trunk)
         self.session = _session(quantized_int8(model) if int8 else model, threads)
+        self._rope: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _rope_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """cos, sign-folded sin [max_seq_len, Dh] as NumPy arrays (the trunk's ``RopeTable``), made once."""
+        if self._rope is None:
+            cos, sin = self.rope.lookup(torch.arange(self.cfg.max_seq_len)[None])  # [1, L, 1, Dh]
+            self._rope = (cos[0, :, 0].numpy().copy(), sin[0, :, 0].numpy().copy())
+        return self._rope
 
     def covers(self, x: Tensor, valid: Tensor | None, positions: Tensor | None, cache) -> bool:
         return (
@@ -203,24 +211,21 @@ class OnnxTrunkRuntime:
             raise ValueError(
                 f"Transformer: KV cache overflow: {start} columns filled + {n} new > max_len {cache.max_len}"
             )
-        pos = cache.n_valid[:1, None] + torch.arange(n)[None]  # [1, N]
-        if int(pos.max()) >= self.cfg.max_seq_len:
+        pos = int(cache.n_valid[0])  # every column valid (``covers``): the next position
+        if pos + n > self.cfg.max_seq_len:
             raise ValueError(f"Transformer: RoPE positions must lie in [0, {self.cfg.max_seq_len})")
-        cos, sin = self.rope.lookup(pos)  # [1, N, 1, Dh]
-        views = cache.__dict__.get("_numpy_views")  # kept on the cache: concurrent decodes share the runtime
-        if views is None:
+        cos, sin = self._rope_table()
+        state = cache.__dict__.get("_onnx_feeds")  # kept on the cache: concurrent decodes share the runtime
+        if state is None:
             views = []
             for k, v in zip(cache.k, cache.v):
                 views += [k[0].numpy(), v[0].numpy()]  # [Hkv, S_max, Dh], shared memory
-            cache.__dict__["_numpy_views"] = views
-        feeds = {
-            "x": x[0].numpy(),
-            "cos": cos[0, :, 0].numpy(),
-            "sin": sin[0, :, 0].numpy(),
-            "past": np.array(start, dtype=np.int64),
-        }
-        for i in range(self.cfg.n_layers):
-            feeds[f"k{i}"], feeds[f"v{i}"] = views[2 * i], views[2 * i + 1]
+            names = [f"{kind}{i}" for i in range(self.cfg.n_layers) for kind in "kv"]
+            state = cache.__dict__["_onnx_feeds"] = (views, dict(zip(names, views)))
+        views, feeds = state[0], dict(state[1])
+        feeds.update(
+            x=x[0].numpy(), cos=cos[pos : pos + n], sin=sin[pos : pos + n], past=np.array(start, dtype=np.int64)
+        )
         hidden, k_new, v_new = self.session.run(None, feeds)
         for i in range(self.cfg.n_layers):
             views[2 * i][:, start : start + n] = k_new[i]
