@@ -428,6 +428,8 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, sh
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tts.options import add_runtime_arguments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="TTS release folder")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it)")
@@ -435,9 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--concurrency", type=int, default=1, help="synthesis jobs at once")
-    p.add_argument(
-        "--backend", choices=["torch", "onnx"], default="torch", help="onnx: decode steps in ONNX Runtime (CPU)"
-    )
+    add_runtime_arguments(p, quantize=False)
     p.add_argument("--image-checkpoint", default=None, help="image release (lm/ + vae/): adds the image tab")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -292,13 +292,13 @@ class DiffusionHead(nn.Module):
         if noise is not None and tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
         start = randn_rows(shape, generator, cond.device, torch.float32) if noise is None else noise.float()
+        if self.runtime is not None and steps == 1 and not guided and solver == "dpm++2m":
+            return self.runtime(start * temperature, cond).to(cond.dtype)
         ts = (
             solver_timesteps(self.schedule, steps, spacing)
             if solver == "dpm++2m"
             else ddpm_timesteps(self.schedule, steps)
         )
-        if self.runtime is not None and steps == 1 and not guided and solver == "dpm++2m":
-            return self.runtime(start * temperature, cond).to(cond.dtype)
         c_in = torch.cat([cond, uncond]) if guided else cond  # [R, C], R = 2M or M
         dtype = cond.dtype
         c_base = self.cond_proj(self.cond_norm(c_in))  # [R, W], the same for every step

@@ -5,6 +5,7 @@ latents and audio aligned, and the fine-tune moves the decoder only. Real clips,
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,16 @@ def test_gta_pairs_every_target_frame_with_its_audio(corpus, tmp_path):
             assert not torch.equal(a.get_tensor(k), c.get_tensor(k))
 
 
-def test_gta_refuses_what_it_cannot_do(corpus, tmp_path):
+def test_gta_refuses_what_it_cannot_do(corpus, tmp_path, capsys):
     args = [str(corpus["release"]), "--manifest", str(corpus["manifest"]), "--latents", str(corpus["latents"])]
     assert gta_main([*args, "--out", str(tmp_path / "x.npz")]) == 2  # not .safetensors
     assert gta_main([*args, "--out", str(tmp_path / "x.safetensors")]) == 2  # no one-step head in this release
+    bare = tmp_path / "latents"  # the store without its durations: an interleaved release needs them
+    shutil.copytree(corpus["latents"], bare)
+    (bare / "durations.json").unlink()
+    args[4] = str(bare)
+    assert gta_main([*args, "--out", str(tmp_path / "y.safetensors"), "--head", "reference"]) == 2
+    assert "tts.durations" in capsys.readouterr().err
 
 
 def _pairs_file(path: Path, hop: int, lengths=(7, 12), d: int = 8) -> Path:

@@ -31,7 +31,7 @@ import soundfile as sf
 import torch
 
 from tts.model import TTS, SynthesisResult
-from tts.options import SynthesisOptions, TTSInputError
+from tts.options import SynthesisOptions, TTSInputError, add_runtime_arguments
 from tts.outputs import plan_outputs
 
 JOB_SETTINGS = ("seed", "speed")  # the settings a job row may give for itself (the rest come from the CLI)
@@ -114,15 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--quantize", choices=["int8"], default=None, help="int8: the trunk's linear layers in dynamic int8 (CPU)"
-    )
-    ap.add_argument(
-        "--backend",
-        choices=["torch", "onnx"],
-        default="torch",
-        help="onnx: one-row decode steps in ONNX Runtime (CPU; see docs/TTS.md)",
-    )
+    add_runtime_arguments(ap)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     out_dir = Path(args.out_dir)

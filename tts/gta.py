@@ -6,7 +6,8 @@ The decoder was trained on the encoder's latents; at synthesis it renders the LM
 on teacher-forced predictions so it learns to render what the acoustic model actually emits; this is the same
 step for LatentLM: one teacher-forced forward per utterance (the training layout: a cross-sentence prompt of the
 same speaker, the interleaved script from the utterance's durations), then the release's diffusion head samples
-every target frame from the hidden state before it, exactly as decoding would (``head``, ``temperature``).
+every target frame from the hidden state before it, as decoding would (``head``, ``temperature``; the one-step
+head carries the release's guidance, the reference head here runs its default steps without guidance).
 
     python -m tts.gta checkpoints/tts_demo --manifest data/real_voices/train.jsonl --latents data/latents_real \\
         --out data/gta_real.safetensors [--head one_step] [--temperature 0.3] [--seed 0]
@@ -32,6 +33,7 @@ from tts.data import LatentStore, PromptTargetDataset, collate, load_audio
 from tts.layout import MODALITY, training_batch
 from tts.manifests import read_jsonl
 from tts.model import TTS, TTSInputError
+from tts.options import SynthesisOptions
 from tts.store_files import phoneme_cache
 from tts.train_batches import LayoutView
 from vocoder_vae.audio import prepare
@@ -55,7 +57,8 @@ def predicted_latents(tts: TTS, item: dict, head: str, temperature: float, gener
     if head == "one_step":
         z = tts.one_step[0].sample(cond, steps=1, temperature=temperature, generator=generator)
     else:
-        z = lm.heads[MODALITY].sample(cond, steps=10, temperature=temperature, generator=generator)
+        steps = SynthesisOptions().steps  # the reference head's default
+        z = lm.heads[MODALITY].sample(cond, steps=steps, temperature=temperature, generator=generator)
     return lm.denormalize(MODALITY, z.float())
 
 
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             raise TTSInputError(f"{args.release} has no one-step head; use --head reference")
         store = LatentStore(args.latents)
         dur_path = Path(args.latents) / "durations.json"
+        if tts.cfg.interleave and not dur_path.is_file():
+            raise ValueError(f"{args.release} is interleaved: it needs {dur_path} (python -m tts.durations)")
         durations = json.loads(dur_path.read_text()) if tts.cfg.interleave else None
         ph = phoneme_cache(rows, Path(args.latents), tts.frontend)
         ds = PromptTargetDataset(rows, store, ph, p_prefix=0.0, seed=args.seed, durations=durations)

@@ -49,15 +49,13 @@ from tts.config import TTSConfig
 from tts.duration_predictor import DurationPredictor, load_aligner, load_predictor
 from tts.frontend import Frontend
 from tts.layout import MODALITY, generation_prefix, interleaved_script
-from tts.options import Decoding, SynthesisOptions, TTSInputError, resolve_decoding
+from tts.options import BACKENDS, Decoding, SynthesisOptions, TTSInputError, resolve_decoding
 from tts.patch import to_frames, to_items
 from tts.prepare import prepare_job
 from tts.prompt import PromptLimits, PromptTranscriber, load_prompt
 from tts.rows import Row, SynthesisJob
 from tts.script_constraint import ScriptConstraint, run_limits
 from vocoder_vae.model import AudioVAE
-
-BACKENDS = ("torch", "onnx")  # what runs the one-row decode steps (TTS.use_onnx)
 
 __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
 

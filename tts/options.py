@@ -26,6 +26,7 @@ class TTSInputError(ValueError):
     """Bad input to the TTS API (text, prompt audio, options, checkpoint); the message says what and why."""
 
 
+BACKENDS = ("torch", "onnx")  # what runs the one-row decode steps (TTS.use_onnx)
 MIN_SPEED, MAX_SPEED = 0.5, 2.0  # speed=...: predicted durations / speed (releases timed by a predictor)
 MAX_STEPS = 1000  # DPM-Solver++ steps per frame (10 is the default; more than ~50 buys nothing)
 MAX_SEED = 2**32 - 1  # seeds are 0 .. 2**32 - 1 (numpy's range; every sentence's stream is seeded from it)
@@ -171,3 +172,18 @@ def resolve_decoding(
             f'{one_step.max_temperature:g}; use head="reference" for a higher one'
         )
     return Decoding(head, 1, one_step.cfg_scale, temp)
+
+
+def add_runtime_arguments(ap, quantize: bool = True) -> None:
+    """The loading flags every front end shares (``TTS.from_pretrained``'s ``backend`` and ``quantize``) on an
+    argparse parser; ``quantize=False`` leaves ``--quantize`` out."""
+    if quantize:
+        ap.add_argument(
+            "--quantize", choices=["int8"], default=None, help="int8: the decode steps' linear layers in dynamic int8 (CPU)"
+        )
+    ap.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        default="torch",
+        help="onnx: one-row decode steps in ONNX Runtime (CPU; ~2 s more at start; docs/TTS.md 'How fast')",
+    )

@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tts.audio_formats import MEDIA_TYPES, FormatError, check_format, encode_stream, output_rate
 from tts.job_pool import JobPool, QueueFull
 from tts.model import TTSInputError
-from tts.options import SynthesisOptions
+from tts.options import SynthesisOptions, add_runtime_arguments
 from tts.voices import VoiceExists, VoiceInputError, VoiceNotFound, VoiceStore
 
 log = logging.getLogger("latentlm.server")
@@ -367,12 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-input-chars", type=int, default=ServerConfig.max_input_chars)
     p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_bytes / 2**20)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a busy 2-core machine)")
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnx"],
-        default="torch",
-        help="onnx: one-row decode steps in ONNX Runtime (~1.2-1.45x faster on a CPU; ~2 s more at start)",
-    )
+    add_runtime_arguments(p, quantize=False)
     p.add_argument("--model-id", default=None, help="id in /v1/models (default: the release folder's name)")
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)

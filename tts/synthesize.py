@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from tts.model import TTS
-from tts.options import SynthesisOptions, TTSInputError
+from tts.options import SynthesisOptions, TTSInputError, add_runtime_arguments
 from tts.outputs import check_out_file
 
 
@@ -41,15 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         help="diffusion noise scale (default: the release's temperature)",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--quantize", choices=["int8"], default=None, help="int8: the trunk's linear layers in dynamic int8 (CPU)"
-    )
-    ap.add_argument(
-        "--backend",
-        choices=["torch", "onnx"],
-        default="torch",
-        help="onnx: one-row decode steps in ONNX Runtime (CPU; see docs/TTS.md)",
-    )
+    add_runtime_arguments(ap)
     ap.add_argument(
         "--head",
         choices=["reference", "one_step"],
