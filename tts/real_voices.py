@@ -116,9 +116,13 @@ def read_heldout(path: str | Path) -> set[str]:
 
 def check_no_heldout(rows: Sequence[Utterance], heldout: set[str]) -> None:
     """Refuse training rows of held-out speakers, naming them."""
-    bad = sorted({r.speaker for r in rows if r.speaker in heldout})
+    def speakers(r: Utterance) -> set[str]:  # a perturbed copy (tts.perturb) also answers for its source speaker
+        src = r.meta.get("perturbed_from") or {}
+        return {r.speaker, src.get("speaker", r.speaker)}
+
+    bad = sorted({s for r in rows for s in speakers(r) & heldout})
     if bad:
-        n = sum(r.speaker in heldout for r in rows)
+        n = sum(bool(speakers(r) & heldout) for r in rows)
         raise ValueError(
             f"{n} training rows belong to held-out dev speakers {bad[:8]}{' ...' if len(bad) > 8 else ''}: "
             "remove them from the manifest (python -m tts.real_voices writes a train.jsonl without them)"

@@ -2,7 +2,7 @@
 # The real-voice campaign on a CPU: fine-tune a TTS release on real people with several utterances each
 # (cross-sentence pairs; tts.real_voices holds 12 of them out as the dev set), resuming where it stopped.
 #
-#   bash recipes/demo/real_voices.sh REAL_SPEECH_DIR [MINUTES=115] [RUN=runs/real_ft]
+#   [SPEEDS="0.9 1.1"] bash recipes/demo/real_voices.sh REAL_SPEECH_DIR [MINUTES=115] [RUN=runs/real_ft]
 #
 # Steps (each skipped when its output exists): the speaker split and dev jobs (data/real_voices), latents with
 # the release's VAE (data/latents_real), durations timed with the release's own aligner (so the new data is
@@ -11,7 +11,8 @@
 # starts again from INIT. The release goes to RUN/release; measure it with
 #   bash recipes/demo/evaluate_real_voices.sh RUN/release eval/real_voices/NAME
 # and ship it only when it beats the shipped release over three seeds (checkpoints/tts_demo/README.md).
-# Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON.
+# Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON, and SPEEDS="0.9 1.1": train on the rows
+# plus their speed-perturbed copies (tts.perturb: each copy a new speaker; data/real_voices_sp, data/latents_real_sp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REAL=${1:?usage: real_voices.sh REAL_SPEECH_DIR [MINUTES] [RUN]}
@@ -24,10 +25,18 @@ DATA=data/real_voices
 LAT=data/latents_real
 
 [[ -f $DATA/train.jsonl ]] || $PY -m tts.real_voices "$REAL" --out $DATA
-$PY -m tts.extract --manifest $DATA/train.jsonl --manifest $DATA/dev.jsonl --vae "$INIT/vae" --out $LAT \
+TRAIN=$DATA/train.jsonl
+if [[ -n "${SPEEDS:-}" ]]; then
+  read -r -a speeds <<< "$SPEEDS"
+  [[ -f data/real_voices_sp/train.jsonl ]] || $PY -m tts.perturb $TRAIN --out data/real_voices_sp --speeds "${speeds[@]}" \
+    --heldout $DATA/heldout.txt --no-progress
+  TRAIN=data/real_voices_sp/train.jsonl
+  LAT=data/latents_real_sp
+fi
+$PY -m tts.extract --manifest $TRAIN --manifest $DATA/dev.jsonl --vae "$INIT/vae" --out $LAT \
   --threads "${THREADS:-2}"
-[[ -f $LAT/durations.json ]] || $PY -m tts.durations --latents $LAT --manifest $DATA/train.jsonl --aligner "$INIT/duration"
-$PY -m tts.train recipes/demo/tts_small.yaml data.manifest=$DATA/train.jsonl data.latents=$LAT \
+[[ -f $LAT/durations.json ]] || $PY -m tts.durations --latents $LAT --manifest $TRAIN --aligner "$INIT/duration"
+$PY -m tts.train recipes/demo/tts_small.yaml data.manifest=$TRAIN data.latents=$LAT \
   data.heldout_speakers=$DATA/heldout.txt data.duration_model="$INIT/duration" init_from="$INIT" \
   out_dir="$RUN" time_limit_minutes="$MINUTES" schedule_to_time_limit=true max_steps=100000 sample_every=0 \
   progress=false optim.lr="${LR:-0.0001}" optim.warmup_steps="${WARMUP:-30}" threads="${THREADS:-2}" \
