@@ -10,7 +10,7 @@ import torch
 
 from latentlm.config import load_config
 from tests.helpers import make_tiny_corpus, make_tiny_tts, tiny_tts_config, write_tiny_recipe
-from tts.config import LMTimingConfig
+from tts.config import LMTimingConfig, TTSConfig
 from tts.data import LatentStore, PromptTargetDataset, collate
 from tts.frontend import Frontend
 from tts.layout import MODALITY, generation_prefix, interleaved_script, training_batch
@@ -83,6 +83,61 @@ def test_training_sequence_puts_each_symbol_before_its_frames(tts):
         training_batch(lm, collated, p_uncond=0.0)
 
 
+def test_voice_dropout_leaves_the_prompt_out_of_dropped_rows_only(tts):
+    lm, lay = tts.lm, tts.lm.layout
+    D = lm.latent_dims[MODALITY]
+    script = (torch.tensor([10, 11]), torch.tensor([2, 3]))
+    collated = {
+        "phonemes": torch.tensor([[3, 4, 1, 10, 11]] * 2),
+        "phoneme_mask": torch.ones(2, 5, dtype=torch.bool),
+        "prompt_latents": torch.randn(2, 4, D),
+        "prompt_mask": torch.ones(2, 4, dtype=torch.bool),
+        "target_latents": torch.randn(2, 5, D),
+        "target_mask": torch.ones(2, 5, dtype=torch.bool),
+        "script": [script, script],
+    }
+
+    def after_bo_audio(b, row):
+        names = [lay.name(int(t)) for t in b.tokens[row] if int(t) != lay.pad]
+        return names[names.index("<bo_audio>") + 1 :]
+
+    kept = training_batch(lm, collated, p_uncond=0.0, p_drop_prompt=1.0, latent_noise_scale=0.0)
+    assert after_bo_audio(kept, 0)[:5] == ["<lat>"] * 4 + ["10"]  # not dropped: the voice stays
+    # dropped with the voice: the target follows <bo_audio> at once, its frames unchanged; input noise still
+    # reaches every target frame (none is mistaken for a prompt frame)
+    gone = training_batch(
+        lm, collated, p_uncond=0.999, p_drop_prompt=1.0, latent_noise_scale=0.0, input_noise=1.0
+    )
+    for row in range(2):
+        assert after_bo_audio(gone, row) == [
+            "<null>",
+            "<lat>",
+            "<lat>",
+            "<null>",
+            "<lat>",
+            "<lat>",
+            "<lat>",
+            "<eo_audio>",
+        ]
+        lat = gone.modality[row] == 0
+        np.testing.assert_allclose(
+            gone.latents[row][lat].numpy(),
+            lm.normalize(MODALITY, collated["target_latents"][row]).numpy(),
+            atol=1e-6,
+        )
+        assert not torch.allclose(gone.inputs[row][lat], gone.latents[row][lat])
+    # the same seed without voice dropout keeps the prompt in every row
+    voiced = training_batch(lm, collated, p_uncond=0.999, latent_noise_scale=0.0)
+    assert all(after_bo_audio(voiced, r)[:4] == ["<lat>"] * 4 for r in range(2))
+    # generation: the guidance rows lose the prompt only when asked
+    prompts = [torch.randn(3, D)]
+    for drop_prompt, n in ((False, 3), (True, 0)):
+        cond, uncond = generation_prefix(lm, [[3, 4, 1, 10]], prompts, 3.0, [[10]], drop_prompt)
+        assert int((cond.modality[0] == 0).sum()) == 3 and int((uncond.modality[0] == 0).sum()) == n
+    with pytest.raises(ValueError, match="p_drop_prompt"):
+        TrainConfig(p_drop_prompt=1.5)
+
+
 def _decode(tts, script, bias_to: int, **kw):
     lm, lay = tts.lm, tts.lm.layout
     D = lm.latent_dims[MODALITY]
@@ -97,7 +152,12 @@ def _decode(tts, script, bias_to: int, **kw):
     constraint = ScriptConstraint(interleaved_script(lm, [script]), lay.size, uncond_token=lay.null, **runs)
     try:
         [out] = lm.generate(
-            prefix, uncond=uncond, constraint=constraint, steps=2, generator=torch.Generator().manual_seed(0), **kw
+            prefix,
+            uncond=uncond,
+            constraint=constraint,
+            steps=2,
+            generator=torch.Generator().manual_seed(0),
+            **kw,
         )
     finally:
         with torch.no_grad():
@@ -128,9 +188,7 @@ def test_decoding_forces_given_durations(tts):
     lay = tts.lm.layout
     want = ["<lat>", "<lat>", "11", "12", "<lat>", "<lat>", "<lat>", "<eo_audio>"]
     for head_wants in (lay.end[MODALITY], lay.lat, None):  # whatever the LM head prefers
-        out = _decode(
-            tts, [10, 11, 12], head_wants, max_new=12, min_run=[[2, 0, 3]], max_run=[[2, 0, 3]]
-        )
+        out = _decode(tts, [10, 11, 12], head_wants, max_new=12, min_run=[[2, 0, 3]], max_run=[[2, 0, 3]])
         assert out == want
     # a minimum alone delays the next symbol; the cap still ends the span
     out = _decode(tts, [10, 11, 12], lay.end[MODALITY], max_new=12, min_run=2)
@@ -158,14 +216,24 @@ def test_forced_tokens_ride_with_the_latents(tts, monkeypatch, cfg):
     def decode(fuse: bool, rows: list[int]):
         monkeypatch.setattr(decoding, "FUSE_FORCED_TOKENS", fuse)
         sc = [scripts[r] for r in rows]
-        prefix, uncond = generation_prefix(lm, [[3, 4, 1] + s for s in sc], [prompts[r] for r in rows], cfg, sc)
+        prefix, uncond = generation_prefix(
+            lm, [[3, 4, 1] + s for s in sc], [prompts[r] for r in rows], cfg, sc
+        )
         calls, real = [], lm.forward
         monkeypatch.setattr(lm, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
         rr = [runs[r] for r in rows]
-        constraint = ScriptConstraint(interleaved_script(lm, sc), lay.size, uncond_token=lay.null, max_run=rr, min_run=rr)
+        constraint = ScriptConstraint(
+            interleaved_script(lm, sc), lay.size, uncond_token=lay.null, max_run=rr, min_run=rr
+        )
         out = lm.generate(
-            prefix, uncond=uncond, cfg=cfg, constraint=constraint,
-            min_latents=[len(prompts[r]) for r in rows], steps=2, max_new=16, token_temperature=0.0,
+            prefix,
+            uncond=uncond,
+            cfg=cfg,
+            constraint=constraint,
+            min_latents=[len(prompts[r]) for r in rows],
+            steps=2,
+            max_new=16,
+            token_temperature=0.0,
             generator=[torch.Generator().manual_seed(r) for r in rows],
         )
         monkeypatch.setattr(lm, "forward", real)
@@ -183,7 +251,10 @@ def test_forced_tokens_ride_with_the_latents(tts, monkeypatch, cfg):
     (fused, _), (plain, _) = decode(True, [0, 1]), decode(False, [0, 1])
     names = [[lay.name(x) if isinstance(x, int) else "<lat>" for x in row] for row in plain]
     L = "<lat>"
-    assert names == [[L, L, "11", "12", L, L, L, "<eo_audio>"], [L, "13", L, L, "11", "12", L, L, "<eo_audio>"]]
+    assert names == [
+        [L, L, "11", "12", L, L, L, "<eo_audio>"],
+        [L, "13", L, L, "11", "12", L, L, "<eo_audio>"],
+    ]
     same(fused, plain)  # rows out of step: the fused tokens wait in their rows, nothing changes
     for r in (0, 1):  # one row: one call per latent (the forced tokens ride along)
         (fused, n_fused), (plain, n_plain) = decode(True, [r]), decode(False, [r])
@@ -205,6 +276,29 @@ def test_synthesis_with_the_interleaved_layout(tts, real_speech_dir):
     np.testing.assert_allclose(batched.audio, res.audio, atol=1e-4)
     with pytest.raises(TTSInputError, match="continuation"):
         tts.synthesize("Printing, in the only sense", wav, continuation=True)
+
+
+def test_voice_guidance_decodes_its_guidance_rows_without_the_prompt(tts, real_speech_dir, monkeypatch):
+    wav = real_speech_dir / "dev" / "coqui__LJ001-0001.wav"
+    kw = dict(
+        prompt_text="Printing, in the only sense", max_seconds=0.6, seed=1, steps=2, cfg=3.0, head="reference"
+    )
+    seen = []
+    real_generate = tts.lm.generate_stream
+
+    def spy(prefix, *a, uncond=None, **k):
+        seen.append((int((prefix.modality == 0).sum()), int((uncond.modality == 0).sum())))
+        return real_generate(prefix, *a, uncond=uncond, **k)
+
+    monkeypatch.setattr(tts.lm, "generate_stream", spy)
+    text = tts.synthesize("Hello there.", wav, **kw)
+    monkeypatch.setattr(tts.cfg, "guidance", "text+voice")
+    voice = tts.synthesize("Hello there.", wav, **kw)
+    (p_text, u_text), (p_voice, u_voice) = seen
+    assert p_text == u_text == p_voice > 0 and u_voice == 0  # only the voice-guided rows drop the prompt
+    assert np.isfinite(voice.audio).all() and len(voice.audio) == len(text.audio)
+    with pytest.raises(ValueError, match="guidance"):
+        TTSConfig(guidance="voice")
 
 
 def test_run_limits_tell_phones_word_gaps_and_pauses_apart(tts):

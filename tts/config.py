@@ -15,6 +15,9 @@ from tts.layout import MODALITY
 from tts.options import MAX_TEMPERATURE
 
 TIMINGS = ("lm", "predictor")
+# what the unconditional (guidance) rows drop: the phonemes only, or the prompt's voice too (a model trained
+# with ``p_drop_prompt`` > 0, tts/layout.py)
+GUIDANCES = ("text", "text+voice")
 VOCAB_V1 = 79  # symbols of the phoneme vocabulary en-ipa-v1 (tts/frontend.py; the trainer checks it at start)
 # keys TTSConfig held before session 11 that only training reads (tts/train_config.py holds them now)
 TRAINING_ONLY = ("p_uncond", "prompt_loss_weight", "latent_noise_scale", "input_noise")
@@ -87,6 +90,9 @@ class TTSConfig:
     # synthesis: the classifier-free guidance scale when a call passes cfg=None (the API's and CLIs' default);
     # a release sets what suits it (tts_demo: 3 with predictor timing; docs/experiments/decoding-settings.md)
     cfg_scale: float = 1.5
+    # synthesis: what the guidance rows drop (GUIDANCES); "text+voice" also leaves out the prompt latents, so
+    # guidance pushes towards the prompt's voice as well (needs training with p_drop_prompt > 0)
+    guidance: str = "text"
     # synthesis: the diffusion temperature (noise scale of each frame's sampler) when a call passes
     # temperature=None (tts_demo: 0.7, docs/experiments/real-voices.md)
     temperature: float = 1.0
@@ -114,6 +120,8 @@ class TTSConfig:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         if not 0 <= self.temperature <= MAX_TEMPERATURE:
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}")
+        if self.guidance not in GUIDANCES:
+            raise ValueError(f"guidance must be one of {GUIDANCES}, got {self.guidance!r}")
         if self.timing not in TIMINGS:
             raise ValueError(f"timing must be one of {TIMINGS}, got {self.timing!r}")
         if self.timing == "predictor" and not self.interleave:

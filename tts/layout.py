@@ -17,9 +17,12 @@ forced and only its timing is the model's). Dropped rows read ``<null>`` in plac
 Loss weights live on the predicted item (latentlm.sequence): phonemes 0, <bo_audio> 0 (pure condition),
 prompt latents ``prompt_loss_weight`` (default 0), target latents 1, <eo_audio> 1 (the LM head learns to stop).
 Condition dropout for classifier-free guidance replaces the whole phoneme span by one ``<null>`` token; the
-prompt audio stays (the unconditional branch still knows the voice). Latents enter the model normalised with
-the statistics stored in the LatentLM; in training they are first sigma-VAE-noised (``z = mu + sigma * eps``,
-one sigma per sequence, sigma ~ |N(0, (s / 0.8)^2)|), exactly the noise the audio VAE's decoder was trained on.
+prompt audio stays (the unconditional branch still knows the voice), unless the voice is dropped too
+(``p_drop_prompt``: a share of the dropped rows also lose their prompt latents, ``<bos> <null> <bo_audio>
+<null> f f ...``, so guidance can push towards the prompt's voice as well as the text; ``TTSConfig.guidance``).
+Latents enter the model normalised with the statistics stored in the LatentLM; in training they are first
+sigma-VAE-noised (``z = mu + sigma * eps``, one sigma per sequence, sigma ~ |N(0, (s / 0.8)^2)|), exactly the
+noise the audio VAE's decoder was trained on.
 """
 
 from __future__ import annotations
@@ -48,16 +51,24 @@ def phoneme_condition(lm: LatentLM, phonemes: Sequence[int] | Tensor, drop: bool
 
 
 def prefix_spans(
-    lm: LatentLM, phonemes: Sequence[int] | Tensor, prompt_latents: Tensor, drop: bool = False
+    lm: LatentLM,
+    phonemes: Sequence[int] | Tensor,
+    prompt_latents: Tensor,
+    drop: bool = False,
+    drop_prompt: bool = False,
 ) -> list[Span]:
-    """``<bos> phonemes <bo_audio> prompt`` (prompt_latents [Tp, D], normalised): what generation continues."""
+    """``<bos> phonemes <bo_audio> prompt`` (prompt_latents [Tp, D], normalised): what generation continues.
+    ``drop_prompt``: without the prompt latents (``<bos> ... <bo_audio>``; the last span is then the
+    ``<bo_audio>`` token)."""
     lay = lm.layout
-    return [
+    spans: list[Span] = [
         Tokens(torch.tensor([lay.bos]), weight=0.0),
         phoneme_condition(lm, phonemes, drop),
         Tokens(torch.tensor([lay.begin[MODALITY]]), weight=0.0),
-        Latents(MODALITY, prompt_latents, weight=0.0),
     ]
+    if not drop_prompt:
+        spans.append(Latents(MODALITY, prompt_latents, weight=0.0))
+    return spans
 
 
 def training_spans(
@@ -68,11 +79,16 @@ def training_spans(
     prompt_loss_weight: float = 0.0,
     drop: bool = False,
     script: tuple[Tensor, Tensor] | None = None,
+    drop_prompt: bool = False,
 ) -> list[Span]:
     """The whole training sequence with its loss weights (latents [Tp, D] / [Tt, D], already normalised).
-    ``script`` (ids [S], items [S], summing to Tt): interleave the target's phoneme tokens (module docstring)."""
-    spans = prefix_spans(lm, phonemes, prompt_latents, drop)
-    spans[-1].weight = float(prompt_loss_weight)
+    ``script`` (ids [S], items [S], summing to Tt): interleave the target's phoneme tokens (module docstring).
+    ``drop_prompt`` (only with ``drop``): the prompt latents are left out too."""
+    if drop_prompt and not drop:
+        raise ValueError("drop_prompt needs drop: the voice is only dropped with the phonemes")
+    spans = prefix_spans(lm, phonemes, prompt_latents, drop, drop_prompt)
+    if not drop_prompt:
+        spans[-1].weight = float(prompt_loss_weight)
     end = Tokens(torch.tensor([lm.layout.end[MODALITY]]), weight=1.0)
     if script is None:
         return spans + [Latents(MODALITY, target_latents, weight=1.0), end]
@@ -106,6 +122,7 @@ def training_batch(
     collated: dict,
     *,
     p_uncond: float = 0.1,
+    p_drop_prompt: float = 0.0,
     prompt_loss_weight: float = 0.0,
     latent_noise_scale: float = 0.5,
     input_noise: float = 0.0,
@@ -113,6 +130,7 @@ def training_batch(
     blind: Sequence[bool] | None = None,
 ) -> Batch:
     """tts.data.collate output -> packed ``Batch`` (noise, normalisation and condition dropout applied).
+    ``p_drop_prompt``: the share of the condition-dropped rows that also lose their prompt latents.
     ``input_noise`` > 0 sets ``batch.inputs``: the target latents as the model reads them, with Gaussian noise
     of std ~ U(0, 2 x input_noise) per row (normalised units; prompt latents stay clean, even when
     ``prompt_loss_weight`` > 0).
@@ -123,14 +141,18 @@ def training_batch(
     scripts = collated.get("script") or [None] * ph.shape[0]
     zp, zp_mask = collated["prompt_latents"], collated["prompt_mask"]  # [B, Tp, D], [B, Tp]
     zt, zt_mask = collated["target_latents"], collated["target_mask"]  # [B, Tt, D], [B, Tt]
-    seqs = []
+    seqs, n_prompt = [], []
     for b in range(ph.shape[0]):
         drop = bool(torch.rand((), generator=generator) < p_uncond) if p_uncond > 0 else False
+        voiceless = drop and p_drop_prompt > 0 and bool(torch.rand((), generator=generator) < p_drop_prompt)
         prompt, target = noisy_normalised(
             lm, [zp[b][zp_mask[b]], zt[b][zt_mask[b]]], latent_noise_scale, generator
         )
+        n_prompt.append(0 if voiceless else prompt.shape[0])
         seqs.append(
-            training_spans(lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop, scripts[b])
+            training_spans(
+                lm, ph[b][ph_mask[b]], prompt, target, prompt_loss_weight, drop, scripts[b], voiceless
+            )
         )
     batch = pack(seqs, lm.layout, lm.latent_dims)
     B = batch.tokens.shape[0]
@@ -141,8 +163,7 @@ def training_batch(
         # [B, N, 1]: target latents = the latents after each row's Tp prompt latents (prompts stay clean,
         # whatever their loss weight: inference reads a real prompt)
         lat = batch.modality >= 0
-        n_prompt = zp_mask.sum(1, keepdim=True)  # [B, 1]
-        target = (lat & (lat.cumsum(1) > n_prompt)).unsqueeze(-1)
+        target = (lat & (lat.cumsum(1) > torch.tensor(n_prompt).view(B, 1))).unsqueeze(-1)  # n_prompt: [B, 1]
         inputs = batch.latents
         if input_noise > 0:
             std = torch.rand(B, 1, 1, generator=generator) * (2 * input_noise)  # [B, 1, 1]
@@ -162,15 +183,17 @@ def generation_prefix(
     prompts: list[Tensor],
     cfg: float,
     scripts: list[Sequence[int]] | None = None,
+    drop_prompt: bool = False,
 ) -> tuple[Batch, Batch | None]:
     """Right-padded prefixes for ``LatentLM.generate`` (prompts: normalised [Tp, D] each) and, when
-    cfg != 1, the unconditional rows (phonemes replaced by ``<null>``). ``scripts`` (interleaved layout: each
+    cfg != 1, the unconditional rows (phonemes replaced by ``<null>``; with ``drop_prompt`` the prompt latents
+    too, for a model trained with ``p_drop_prompt`` > 0). ``scripts`` (interleaved layout: each
     row's target phoneme ids): the first symbol's token ends the prefix (``<null>`` in the unconditional rows);
     decode the rest with ``interleaved_script``."""
     dims = lm.latent_dims
 
     def rows(drop: bool) -> list[list[Span]]:
-        out = [prefix_spans(lm, p, z, drop) for p, z in zip(phonemes, prompts)]
+        out = [prefix_spans(lm, p, z, drop, drop and drop_prompt) for p, z in zip(phonemes, prompts)]
         if scripts is not None:
             for spans, sc in zip(out, scripts):
                 if len(sc) == 0:

@@ -253,7 +253,9 @@ class TTS:
             heads, cfg = {MODALITY: self.one_step[0]}, 1.0
         caps = [r.cap for r in rows]
         scripts = [r.script for r in rows] if self.cfg.interleave else None
-        prefix, uncond = generation_prefix(self.lm, [r.phonemes for r in rows], prompts, cfg, scripts)
+        prefix, uncond = generation_prefix(
+            self.lm, [r.phonemes for r in rows], prompts, cfg, scripts, self.cfg.guidance == "text+voice"
+        )
         rest = interleaved_script(self.lm, scripts) if scripts is not None else None
         end = self.lm.layout.end[MODALITY]
         count = [0] * len(caps)

@@ -68,6 +68,7 @@ def build_micro_batch(ds: PromptTargetDataset, view: LayoutView, cfg: TrainConfi
         view,
         collated,
         p_uncond=cfg.p_uncond,
+        p_drop_prompt=cfg.p_drop_prompt,
         prompt_loss_weight=cfg.prompt_loss_weight,
         latent_noise_scale=cfg.latent_noise_scale,
         input_noise=cfg.input_noise,

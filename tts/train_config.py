@@ -57,6 +57,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     align: align.AlignConfig = field(default_factory=align.AlignConfig)  # guided attention (tts/align.py)
     p_uncond: float = 0.1  # condition dropout for classifier-free guidance
+    # the share of the condition-dropped rows that also lose the prompt latents (tts/layout.py), for guidance
+    # towards the voice as well (TTSConfig.guidance "text+voice"); 0 = the voice always stays
+    p_drop_prompt: float = 0.0
     prompt_loss_weight: float = 0.0  # loss weight of the prompt latents (target latents weigh 1)
     latent_noise_scale: float = 0.5  # sigma-VAE noise s on training latents (the VAE's sigma_scale)
     # extra Gaussian noise on the target latents the model READS (normalised units, per sequence std ~
@@ -98,6 +101,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if not 0.0 <= self.p_drop_prompt <= 1.0:
+            raise ValueError(f"p_drop_prompt must be in [0, 1], got {self.p_drop_prompt}")
         if self.input_noise < 0 or self.latent_noise_scale < 0 or self.prompt_loss_weight < 0:
             raise ValueError("input_noise, latent_noise_scale and prompt_loss_weight must be >= 0")
         if self.ctc_weight < 0 or not 0.0 <= self.ctc_blind <= 1.0:

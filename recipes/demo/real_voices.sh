@@ -12,7 +12,8 @@
 #   bash recipes/demo/evaluate_real_voices.sh RUN/release eval/real_voices/NAME
 # and ship it only when it beats the shipped release over three seeds (checkpoints/tts_demo/README.md).
 # Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON, and SPEEDS="0.9 1.1": train on the rows
-# plus their speed-perturbed copies (tts.perturb: each copy a new speaker; data/real_voices_sp, data/latents_real_sp).
+# plus their speed-perturbed copies (tts.perturb: each copy a new speaker; data/real_voices_sp, data/latents_real_sp),
+# ARGS="key=value ...": more tts.train overrides (e.g. ARGS="p_uncond=0.15 p_drop_prompt=0.5 tts.guidance=text+voice").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REAL=${1:?usage: real_voices.sh REAL_SPEECH_DIR [MINUTES] [RUN]}
@@ -40,4 +41,4 @@ $PY -m tts.train recipes/demo/tts_small.yaml data.manifest=$TRAIN data.latents=$
   data.heldout_speakers=$DATA/heldout.txt data.duration_model="$INIT/duration" init_from="$INIT" \
   out_dir="$RUN" time_limit_minutes="$MINUTES" schedule_to_time_limit=true max_steps=100000 sample_every=0 \
   progress=false optim.lr="${LR:-0.0001}" optim.warmup_steps="${WARMUP:-30}" threads="${THREADS:-2}" \
-  --export "$RUN/release"
+  ${ARGS:-} --export "$RUN/release"
