@@ -13,7 +13,9 @@
 # and ship it only when it beats the shipped release over three seeds (checkpoints/tts_demo/README.md).
 # Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON, and SPEEDS="0.9 1.1": train on the rows
 # plus their speed-perturbed copies (tts.perturb: each copy a new speaker; data/real_voices_sp, data/latents_real_sp),
-# ARGS="key=value ...": more tts.train overrides (e.g. ARGS="p_uncond=0.15 p_drop_prompt=0.5 tts.guidance=text+voice").
+# ARGS="key=value ...": more tts.train overrides (e.g. ARGS="p_uncond=0.15 p_drop_prompt=0.5 tts.guidance=text+voice"),
+# MIX=MANIFEST: that manifest's rows (e.g. the synthetic demo corpus, data/corpus/train.jsonl of
+# recipes/demo/make_corpus.py) train beside the real ones (tts.mix: data/real_voices_mix, data/latents_mix).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REAL=${1:?usage: real_voices.sh REAL_SPEECH_DIR [MINUTES] [RUN]}
@@ -33,6 +35,11 @@ if [[ -n "${SPEEDS:-}" ]]; then
     --heldout $DATA/heldout.txt --no-progress
   TRAIN=data/real_voices_sp/train.jsonl
   LAT=data/latents_real_sp
+fi
+if [[ -n "${MIX:-}" ]]; then
+  $PY -m tts.mix $TRAIN "$MIX" --heldout $DATA/heldout.txt --out data/real_voices_mix/train.jsonl
+  TRAIN=data/real_voices_mix/train.jsonl
+  LAT=data/latents_mix
 fi
 $PY -m tts.extract --manifest $TRAIN --manifest $DATA/dev.jsonl --vae "$INIT/vae" --out $LAT \
   --threads "${THREADS:-2}"
