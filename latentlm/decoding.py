@@ -21,7 +21,10 @@ Forced tokens: with greedy token decoding, a token that is the only one the gram
 durations are given, a span's end) needs no hidden state; items are fed lazily, all that are pending in one
 trunk call when a row needs its hidden state, so predictor-timed speech makes one trunk call per latent instead
 of one per item (the same items at the same positions: the output equals one call per item to float rounding;
-``FUSE_FORCED_TOKENS = False`` turns it off).
+``FUSE_FORCED_TOKENS = False`` turns it off). Plans: when the constraint knows every row's tokens before decoding
+(``forced_plan``: given durations, as predictor-timed speech has), the loop follows that plan instead of asking
+the grammar at every step: the same steps, trunk calls and draws without the per-step masks
+(``PLAN_FORCED_SCRIPTS = False`` turns it off).
 Classifier-free guidance: ``uncond`` is the same batch with its condition replaced (e.g. by ``<null>``); both run
 side by side in one trunk batch and the diffusion heads combine them with scale ``cfg``.
 """
@@ -37,7 +40,10 @@ from torch import Tensor
 from latentlm.sequence import Batch
 from latentlm.transformer import KVCache
 
-FUSE_FORCED_TOKENS = True  # feed tokens the grammar forces with the items around them (off: one call per item)
+FUSE_FORCED_TOKENS = (
+    True  # feed tokens the grammar forces with the items around them (off: one call per item)
+)
+PLAN_FORCED_SCRIPTS = True  # follow a constraint's forced plan without the grammar (off: decide every step)
 
 
 @dataclass
@@ -221,11 +227,58 @@ def iterate(
         nonlocal last
         n = len(pending)
         tokens, latents, modality, valid = (torch.stack(x, 1) for x in zip(*pending))  # [R, n, ...]
-        out = model(Batch(tokens, latents, modality, valid, weight=zero_weight[:, :1].expand(-1, n)), cache=cache)
+        out = model(
+            Batch(tokens, latents, modality, valid, weight=zero_weight[:, :1].expand(-1, n)), cache=cache
+        )
         took = valid.any(1)  # [R] rows that fed something: their newest hidden state
-        newest = out[torch.arange(rows, device=dev), valid.long().cumsum(1).argmax(1)]  # [R, C] at the last valid
+        newest = out[
+            torch.arange(rows, device=dev), valid.long().cumsum(1).argmax(1)
+        ]  # [R, C] at the last valid
         last = torch.where(took[:, None], newest, last)
         pending.clear()
+
+    def sample_latents(is_lat: Tensor) -> tuple[Tensor, Tensor]:
+        """The heads' latents for the rows emitting ``<lat>`` -> (latents [B, Dmax], modality [B], -1 none)."""
+        lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
+        lat_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
+        for i, m, d in mods:
+            sel = is_lat & (open_m == i)
+            if sel.any():
+                idx = sel.nonzero().squeeze(-1)
+                un = last[b:][idx] if use_cfg else None
+                z = heads[m].sample(
+                    last[idx],
+                    steps=steps,
+                    cfg=cfg,
+                    uncond=un,
+                    temperature=temperature,
+                    generator=generator if per_row is None else [per_row[r] for r in idx.tolist()],
+                    solver=solver,
+                )  # [M, D]
+                lat_vals[idx, :d] = z.to(lat_vals.dtype)
+                lat_mod[idx] = i
+        return lat_vals, lat_mod
+
+    def read_back(lat_vals: Tensor, is_lat: Tensor) -> Tensor:
+        """The latents as the trunk reads them: with ``read_noise``, noisy copies."""
+        if read_noise <= 0 or not is_lat.any():
+            return lat_vals
+        fed = lat_vals.clone()
+        for r in is_lat.nonzero().squeeze(-1).tolist():
+            g = generator if per_row is None else per_row[r]
+            n = torch.randn(dmax, generator=g, device=g.device if g is not None else dev)
+            fed[r] += (read_noise * n).to(dev, fed.dtype)
+        return fed
+
+    plan = None
+    if PLAN_FORCED_SCRIPTS and fuse and constraint is not None and span_length is None and cap is None:
+        if bool((open_m >= 0).all()) and all(int(e) in stops for e in ends):
+            plan = getattr(constraint, "forced_plan", lambda *a: None)(lay.lat, ends[open_m].tolist())
+    if plan is not None:
+        yield from _follow(
+            plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed
+        )
+        return
 
     rules = grammar()  # the rules of the coming step (the state changes only in the bookkeeping below)
     for step in range(max_new):
@@ -250,25 +303,8 @@ def iterate(
             tok = only
         tok = torch.where(finished, pad_tok, tok)  # [B]
 
-        lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
-        lat_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
         is_lat = (tok == lay.lat) & ~finished
-        for i, m, d in mods:
-            sel = is_lat & (open_m == i)
-            if sel.any():
-                idx = sel.nonzero().squeeze(-1)
-                un = last[b:][idx] if use_cfg else None
-                z = heads[m].sample(
-                    last[idx],
-                    steps=steps,
-                    cfg=cfg,
-                    uncond=un,
-                    temperature=temperature,
-                    generator=generator if per_row is None else [per_row[r] for r in idx.tolist()],
-                    solver=solver,
-                )  # [M, D]
-                lat_vals[idx, :d] = z.to(lat_vals.dtype)
-                lat_mod[idx] = i
+        lat_vals, lat_mod = sample_latents(is_lat)
         # span bookkeeping
         said = torch.zeros_like(finished)  # rows that emitted a token of the constraint's
         if constraint is not None:
@@ -293,19 +329,53 @@ def iterate(
         )
         if finished.all():
             return
-        fed = lat_vals
-        if read_noise > 0 and is_lat.any():
-            fed = lat_vals.clone()
-            for r in is_lat.nonzero().squeeze(-1).tolist():
-                g = generator if per_row is None else per_row[r]
-                n = torch.randn(dmax, generator=g, device=g.device if g is not None else dev)
-                fed[r] += (read_noise * n).to(dev, fed.dtype)
-        column = [tok, fed, lat_mod, emitted]
+        column = [tok, read_back(lat_vals, is_lat), lat_mod, emitted]
         if use_cfg:  # the uncond rows feed the same item; the constraint's tokens read as its uncond_token
             un_tok = tok if un_token is None else tok.masked_fill(said, un_token)
             column = [torch.cat([x, y]) for x, y in zip(column, [un_tok, *column[1:]])]
         pending.append(column)
         rules = grammar()
+
+
+def _follow(
+    plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed
+) -> Iterator[Step]:
+    """``iterate`` along a plan (per row the token ids it will emit: ``ScriptConstraint.forced_plan``): the same
+    steps, trunk calls and random draws as deciding each step by the grammar, without the grammar's per-step
+    bookkeeping. Dimension legend: B rows, T steps."""
+    b, lengths = len(plan), [len(p) for p in plan]
+    T = min(max(lengths), max_new)
+    toks = torch.full((b, T), lay.pad, dtype=torch.long)  # [B, T], <pad> once a row has ended
+    said = torch.zeros(b, T, dtype=torch.bool)  # [B, T] script tokens: guidance rows read un_token there
+    for r, p in enumerate(plan):
+        n = min(len(p), T)
+        toks[r, :n] = torch.as_tensor(p[:n], dtype=torch.long)
+        said[r, : min(len(p) - 1, T)] = toks[r, : min(len(p) - 1, T)] != lay.lat  # the last is the end token
+    un_toks = toks.masked_fill(said, un_token) if un_token is not None else toks
+    step = torch.arange(T)
+    lens = torch.tensor(lengths)
+    emitted = step[None] < lens[:, None]  # [B, T] rows that emit an item at each step
+    done_after = step[None] >= lens[:, None] - 1  # [B, T] finished after each step
+    is_lat = toks == lay.lat
+    any_lat = is_lat.any(0).tolist()
+    toks, un_toks, emitted, done_after, is_lat = (
+        x.to(dev) for x in (toks, un_toks, emitted, done_after, is_lat)
+    )
+    for t in range(T):
+        tok, lat_t = toks[:, t], is_lat[:, t]
+        if any_lat[t] and pending:
+            feed()
+        lat_vals, lat_mod = sample_latents(lat_t)
+        finished, truncated = done_after[:, t].clone(), torch.zeros(b, dtype=torch.bool, device=dev)
+        if t == max_new - 1:
+            truncated, finished = ~finished, torch.ones_like(finished)
+        yield Step(tokens=tok, latents=lat_vals, modality=lat_mod, finished=finished, truncated=truncated)
+        if finished.all():
+            return
+        column = [tok, read_back(lat_vals, lat_t), lat_mod, emitted[:, t]]
+        if use_cfg:
+            column = [torch.cat([x, y]) for x, y in zip(column, [un_toks[:, t], *column[1:]])]
+        pending.append(column)
 
 
 @torch.no_grad()

@@ -213,8 +213,9 @@ def test_forced_tokens_ride_with_the_latents(tts, monkeypatch, cfg):
     prompts = [torch.randn(3, D, generator=g), torch.randn(5, D, generator=g)]
     runs = [[2, 0, 3], [1, 2, 0, 2]]
 
-    def decode(fuse: bool, rows: list[int]):
+    def decode(fuse: bool, rows: list[int], plan: bool = False):
         monkeypatch.setattr(decoding, "FUSE_FORCED_TOKENS", fuse)
+        monkeypatch.setattr(decoding, "PLAN_FORCED_SCRIPTS", plan)
         sc = [scripts[r] for r in rows]
         prefix, uncond = generation_prefix(
             lm, [[3, 4, 1] + s for s in sc], [prompts[r] for r in rows], cfg, sc
@@ -225,6 +226,8 @@ def test_forced_tokens_ride_with_the_latents(tts, monkeypatch, cfg):
         constraint = ScriptConstraint(
             interleaved_script(lm, sc), lay.size, uncond_token=lay.null, max_run=rr, min_run=rr
         )
+        if plan:  # followed from the plan: the grammar is never asked
+            constraint.restrict = None
         out = lm.generate(
             prefix,
             uncond=uncond,
@@ -256,9 +259,18 @@ def test_forced_tokens_ride_with_the_latents(tts, monkeypatch, cfg):
         [L, "13", L, L, "11", "12", L, L, "<eo_audio>"],
     ]
     same(fused, plain)  # rows out of step: the fused tokens wait in their rows, nothing changes
+    # given durations are a plan: followed without the grammar, the same items, latents and draws
+    (planned, _), (fused, _) = decode(True, [0, 1], plan=True), decode(True, [0, 1])
+    for a_row, b_row in zip(planned, fused, strict=True):
+        assert len(a_row) == len(b_row)
+        for a, b in zip(a_row, b_row):
+            assert a == b if isinstance(b, int) else torch.equal(a, b)
     for r in (0, 1):  # one row: one call per latent (the forced tokens ride along)
         (fused, n_fused), (plain, n_plain) = decode(True, [r]), decode(False, [r])
         same(fused, plain)
+        planned, n_planned = decode(True, [r], plan=True)
+        same(planned, plain)
+        assert n_planned == n_fused
         n_latents = sum(not isinstance(x, int) for x in plain[0])
         # one call per item: the prefill and every item but the last; fused: the prefill (the first latent reads
         # it) and one call before each later latent

@@ -34,7 +34,8 @@ def run_limits(symbols: Sequence[str], lm_timing, items_per_second: float) -> li
     trailing silence after the last symbol) ``max_pause_seconds``."""
     lt = lm_timing
     phone, gap, pause = (
-        max(1, round(x * items_per_second)) for x in (lt.max_phone_seconds, lt.max_gap_seconds, lt.max_pause_seconds)
+        max(1, round(x * items_per_second))
+        for x in (lt.max_phone_seconds, lt.max_gap_seconds, lt.max_pause_seconds)
     )
     out = []
     for k, s in enumerate(symbols):
@@ -101,6 +102,26 @@ class ScriptConstraint:
         self.floors = _run_limits(min_run, self.scr, "min_run", fill=0)  # [B, S + 1] or None
         if self.limits is not None and self.floors is not None and bool((self.floors > self.limits).any()):
             raise ValueError("min_run must not exceed max_run")
+
+    def forced_plan(self, lat: int, end: Sequence[int]) -> list[list[int]] | None:
+        """When every row's durations are given (``min_run == max_run``) and nothing is said yet, each row's
+        tokens are known before decoding: ``lat`` x run_0, script token 0, ``lat`` x run_1, ..., ``lat`` x
+        run_S, ``end[row]`` (what ``restrict`` would allow alone at each step). Else None (the LM head
+        decides). ``latentlm.decoding`` follows such a plan without asking the constraint again (its state is
+        then left as it was)."""
+        if self.limits is None or self.floors is None or bool(self.pos.any()) or bool(self.run.any()):
+            return None
+        out = []
+        for r in range(self.rows):
+            script = self.scr[r][self.scr[r] >= 0].tolist()
+            runs = self.limits[r, : len(script) + 1]
+            if not torch.equal(runs, self.floors[r, : len(script) + 1]):
+                return None
+            row: list[int] = []
+            for n, t in zip(runs.tolist(), [*script, int(end[r])]):
+                row += [lat] * n + [t]
+            out.append(row)
+        return out
 
     def next_token(self) -> Tensor:
         """[B] the script token each row says next, -1 when spent (or the script is empty)."""
