@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     kw = dict(prompt_audio=PROMPT, prompt_text=PROMPT_TEXT, seed=0)
     tts.synthesize(TEXT, **kw)  # warm-up (and the ONNX export)
     rtf: dict[bool, list[float]] = {False: [], True: []}
+    was = decoding.PLAN_FORCED_SCRIPTS
     try:
         for _ in range(args.runs):
             for plan in (False, True):
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
                 res = tts.synthesize(TEXT, **kw)
                 rtf[plan].append((time.perf_counter() - t) / res.duration)
     finally:
-        decoding.PLAN_FORCED_SCRIPTS = True
+        decoding.PLAN_FORCED_SCRIPTS = was
     grammar, plan = statistics.median(rtf[False]), statistics.median(rtf[True])
     print(f"{args.checkpoint}, backend {args.backend}, {args.threads} thread(s), {args.runs} runs each")
     print(f"grammar every step: median RTF {grammar:.3f} ({', '.join(f'{x:.3f}' for x in rtf[False])})")

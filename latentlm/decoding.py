@@ -40,9 +40,8 @@ from torch import Tensor
 from latentlm.sequence import Batch
 from latentlm.transformer import KVCache
 
-FUSE_FORCED_TOKENS = (
-    True  # feed tokens the grammar forces with the items around them (off: one call per item)
-)
+# feed tokens the grammar forces with the items around them (off: one call per item)
+FUSE_FORCED_TOKENS = True
 PLAN_FORCED_SCRIPTS = True  # follow a constraint's forced plan without the grammar (off: decide every step)
 
 
@@ -231,9 +230,8 @@ def iterate(
             Batch(tokens, latents, modality, valid, weight=zero_weight[:, :1].expand(-1, n)), cache=cache
         )
         took = valid.any(1)  # [R] rows that fed something: their newest hidden state
-        newest = out[
-            torch.arange(rows, device=dev), valid.long().cumsum(1).argmax(1)
-        ]  # [R, C] at the last valid
+        at_last_valid = valid.long().cumsum(1).argmax(1)  # [R]
+        newest = out[torch.arange(rows, device=dev), at_last_valid]  # [R, C]
         last = torch.where(took[:, None], newest, last)
         pending.clear()
 

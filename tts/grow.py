@@ -63,13 +63,15 @@ def grow_depth(lm: LatentLM, n_layers: int) -> LatentLM:
     return new.eval()
 
 
-def grow_release(release: str | Path, n_layers: int, out: str | Path) -> Path:
-    """Load ``release``, grow its trunk to ``n_layers`` blocks and save the result as a release at ``out``."""
+def grow_release(release: str | Path, n_layers: int, out: str | Path) -> TTS:
+    """Load ``release``, grow its trunk to ``n_layers`` blocks, save the result as a release at ``out`` and
+    return it."""
     tts = TTS.from_pretrained(release)
     lm = grow_depth(tts.lm, n_layers)
     cfg = dataclasses.replace(tts.cfg, model=lm.cfg)
     grown = TTS(cfg, lm, tts.vae, tts.frontend, tts.duration, tts.aligner, tts.one_step)
-    return grown.save_pretrained(out)
+    grown.save_pretrained(out)
+    return grown
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,12 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     if Path(a.out).exists() and any(Path(a.out).iterdir()):
         p.error(f"{a.out} exists and is not empty: choose another --out")
     try:
-        out = grow_release(a.release, a.layers, a.out)
+        grown = grow_release(a.release, a.layers, a.out)
     except ValueError as e:
         p.exit(2, f"tts.grow: {e}\n")
-    lm = TTS.from_pretrained(out).lm
-    n = sum(x.numel() for x in lm.parameters())
-    print(f"grew {a.release} to {a.layers} trunk blocks ({n / 1e6:.2f}M parameters) at {out}")
+    n = sum(x.numel() for x in grown.lm.parameters())
+    print(f"grew {a.release} to {a.layers} trunk blocks ({n / 1e6:.2f}M parameters) at {a.out}")
 
 
 if __name__ == "__main__":
