@@ -110,7 +110,7 @@ def test_distill_cli_refuses_bad_input_before_work_and_resumes_from_recorded_sta
 
     from latentlm.one_step import load_one_step
     from tests.helpers import make_tiny_release
-    from tts.distill_head import main
+    from tts.distill_head import main, states_key
 
     release = make_tiny_release(tmp_path / "rel", cfg_scale=2.0)
     manifest = tmp_path / "train.jsonl"
@@ -131,8 +131,19 @@ def test_distill_cli_refuses_bad_input_before_work_and_resumes_from_recorded_sta
     C = TTS.from_pretrained(release).lm.cfg.trunk.dim
     (tmp_path / "out" / ".distill").mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
-    save_file({"cond": torch.randn(40, C, generator=g), "uncond": torch.randn(40, C, generator=g)},
-              str(tmp_path / "out" / ".distill" / "states.safetensors"))
+    states = {"cond": torch.randn(40, C, generator=g), "uncond": torch.randn(40, C, generator=g)}
+    cache = str(tmp_path / "out" / ".distill" / "states.safetensors")
+    key = states_key(release, [str(manifest)], 400, 3, 4, 0)  # the CLI's defaults
+    # states another teacher recorded (here: another config) are never reused: recorded again (no jobs here)
+    (release / "config.json").write_text((release / "config.json").read_text() + " ")
+    assert states_key(release, [str(manifest)], 400, 3, 4, 0) != key
+    save_file(states, cache, metadata=key)
+    assert main(base) == 2
+    io = capsys.readouterr()
+    assert "from another teacher or job set: recording again" in io.out and "no cross-sentence jobs" in io.err
+    key = states_key(release, [str(manifest)], 400, 3, 4, 0)
+    assert states_key(release, [str(manifest)], 401, 3, 4, 0) != key  # and another job set
+    save_file(states, cache, metadata=key)
     torch.set_num_threads(1)
     assert main(base + ["--train-steps", "3", "--draws", "2", "--default"]) == 0
     assert "states: 40 from" in capsys.readouterr().out

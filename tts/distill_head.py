@@ -9,7 +9,9 @@
    Use training speakers only: the dev set's speakers must stay unseen.
 2. Decode them with the release's reference head (its cfg_scale and temperature) through a ``HeadRecorder``:
    every (cond, uncond) trunk state the head is asked to sample from is kept (on-policy states, drift included).
-   Saved to OUT/.distill/states.safetensors, so a rerun skips this step.
+   Saved to OUT/.distill/states.safetensors with what made them (the teacher's weights and config, the jobs'
+   manifests and settings), so a rerun of the same distillation skips this step; states from another teacher or
+   job set are recorded again, never reused.
 3. ``teacher_targets`` + ``distill`` (latentlm/distill.py), then OUT = the release + ``one_step_head/`` (the
    student and its OneStepConfig; ``--default`` makes it the release's default head). The report (held-out MSE
    against the teacher, beside the teacher's own one-step estimate) goes into the head's config meta.
@@ -20,6 +22,7 @@ recipes/demo/evaluate_real_voices.sh OUT ...`` before making it a release's defa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import shutil
@@ -28,8 +31,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from latentlm.checkpoint import RELEASE_CONFIG, RELEASE_WEIGHTS
 from latentlm.distill import HeadRecorder, distill, teacher_targets
 from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
 from tts.layout import MODALITY
@@ -46,6 +51,23 @@ def distill_jobs(
     jobs = dev_jobs(rows, targets_per_speaker=per_speaker, max_target_seconds=max_target_seconds)
     random.Random(seed).shuffle(jobs)
     return jobs[:n]
+
+
+def states_key(release: Path, manifests: list[str], jobs: int, per_speaker: int, batch_size: int, seed: int) -> dict[str, str]:
+    """What recorded states depend on, as safetensors metadata: the teacher (its weights and its config: the
+    temperature and guidance it decodes with) and the jobs (the manifests' contents and the job settings)."""
+
+    def sha256(path: Path) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    teacher = {name: sha256(release / name) for name in (RELEASE_WEIGHTS, RELEASE_CONFIG)}
+    settings = {"manifests": [sha256(Path(m)) for m in manifests], "jobs": jobs, "per_speaker": per_speaker,
+                "batch_size": batch_size, "seed": seed}
+    return {"teacher": json.dumps(teacher, sort_keys=True), "jobs": json.dumps(settings, sort_keys=True)}
 
 
 def record_states(tts: TTS, jobs: list[dict], batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = out / ".distill"
     cache = work / "states.safetensors"
+    key = states_key(src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed)
+    stale = False
     if cache.is_file():
+        with safe_open(str(cache), "pt") as f:
+            stale = (f.metadata() or {}) != key
+        if stale:
+            print(f"states in {cache} are from another teacher or job set: recording again", flush=True)
+    if cache.is_file() and not stale:
         st = load_file(str(cache))
         cond, uncond = st["cond"], st["uncond"]
         print(f"states: {len(cond)} from {cache}")
@@ -117,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cond, uncond = record_states(tts, jobs, args.batch_size, args.seed)
         work.mkdir(parents=True, exist_ok=True)
-        save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(cache))
+        save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(cache), metadata=key)
     g = torch.Generator().manual_seed(args.seed)
     teacher = tts.lm.heads[MODALITY]
     steps = SynthesisOptions().steps  # the reference head's default: what a user's reference decode runs
