@@ -12,8 +12,8 @@ a 3-s prompt and generate exactly 10 s (ours: a long text cut at ``max_seconds=1
 F5: the duration given). F5 runs with random weights of a DiT sized to our release's LM (``--f5-dim``,
 ``--f5-depth``: 256 x 6 is 6.7M beside the 7.0M demo); speed does not depend on the weights. F5's vocoder is not
 timed (its mel is the output), ours is (the VAE decode is ~1-6 % of our time). Runs alternate (ours reference,
-ours one-step, ours one-step in ONNX Runtime, F5 at 32 NFE, F5 at 16 NFE), so a busy machine slows all alike;
-the table gives each one's median RTF and the ratios of the medians.
+ours one-step, ours one-step in ONNX Runtime in float32 and with int8 weights, F5 at 32 NFE, F5 at 16 NFE), so a
+busy machine slows all alike; the table gives each one's median RTF and the ratios of the medians.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def main() -> None:
     fast = TTS.from_pretrained(args.checkpoint)  # the same release with its decode steps in ONNX Runtime
     stand_in_one_step(fast, fast.cfg.cfg_scale)
     fast.use_onnx()  # one ONNX Runtime thread (its default; measured faster than two)
+    fast8 = TTS.from_pretrained(args.checkpoint)  # and with ONNX Runtime's int8 weights
+    stand_in_one_step(fast8, fast8.cfg.cfg_scale)
+    fast8.use_onnx(int8=True)
     f5 = f5_model(args.f5_dim, args.f5_depth)
     n_ours = sum(p.numel() for p in tts.lm.parameters())
     n_f5 = sum(p.numel() for p in f5.transformer.parameters())
@@ -86,6 +89,7 @@ def main() -> None:
         "ours, reference head (10 steps, cfg on 2 rows)": lambda: ours(tts, {**kw, "head": "reference"}),
         f"ours, one-step head (1 row){label}": lambda: ours(tts, {**kw, "head": "one_step"}),
         f"ours, one-step head, ONNX Runtime steps{label}": lambda: ours(fast, {**kw, "head": "one_step"}),
+        f"ours, one-step head, ONNX Runtime int8 steps{label}": lambda: ours(fast8, {**kw, "head": "one_step"}),
         "F5-TTS arch., 32 NFE, cfg 2 (its default)": lambda: time_f5(f5, prompt_s, args.seconds, 32),
         "F5-TTS arch., 16 NFE, cfg 2": lambda: time_f5(f5, prompt_s, args.seconds, 16),
     }
