@@ -182,6 +182,7 @@ class OnnxTrunkRuntime:
             raise ValueError("the ONNX Runtime path runs on the CPU; move the model there first")
         self.cfg = trunk.cfg
         self.rope = trunk.rope
+        self.int8 = int8  # its weights quantised (what a front end loaded is then visible)
         model = export_trunk_step(trunk)
         self.session = _session(quantized_int8(model) if int8 else model, threads)
         self._rope: tuple[np.ndarray, np.ndarray] | None = None
@@ -241,6 +242,7 @@ class OnnxHeadRuntime:
     same noise draws, the same x0 to float rounding."""
 
     def __init__(self, head: nn.Module, threads: int = 1, int8: bool = False):
+        self.int8 = int8
         model = export_one_step(head)
         self.session = _session(quantized_int8(model) if int8 else model, threads)
 

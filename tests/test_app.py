@@ -176,6 +176,24 @@ def test_missing_checkpoint_explains_what_to_do(tmp_path, capsys):
     assert "No TTS release found" in err and "--checkpoint" in err
 
 
+def test_main_loads_the_fast_int8_path_when_asked(tmp_path, monkeypatch):
+    """--backend onnx --quantize int8: the demo runs the release with ONNX Runtime's int8 decode steps, bound to
+    127.0.0.1."""
+    import torch
+
+    from tests.helpers import make_tiny_release
+
+    torch.manual_seed(0)
+    release = make_tiny_release(tmp_path / "tiny")
+    built, launched = [], []
+    monkeypatch.setattr(app, "build_demo", lambda tts, cfg, image_model=None: built.append(tts) or "demo")
+    monkeypatch.setattr(app, "launch", lambda demo, **kw: launched.append((demo, kw)))
+    assert app.main(["--checkpoint", str(release), "--backend", "onnx", "--quantize", "int8"]) == 0
+    [tts] = built
+    assert tts.lm.trunk.runtime is not None and tts.lm.trunk.runtime.int8
+    assert launched == [("demo", launched[0][1])] and launched[0][1]["host"] == "127.0.0.1"
+
+
 def test_streamed_playback_covers_the_whole_result(tts, real_speech_dir):
     """'Stream' plays chunks while they are generated; the HLS playlist Gradio builds from them (AAC, which
     needs ffmpeg) adds up to the same duration as synthesize() with the same settings."""

@@ -174,13 +174,16 @@ def resolve_decoding(
     return Decoding(head, 1, one_step.cfg_scale, temp)
 
 
-def add_runtime_arguments(ap, quantize: bool = True) -> None:
+def add_runtime_arguments(ap) -> None:
     """The loading flags every front end shares (``TTS.from_pretrained``'s ``backend`` and ``quantize``) on an
-    argparse parser; ``quantize=False`` leaves ``--quantize`` out."""
-    if quantize:
-        ap.add_argument(
-            "--quantize", choices=["int8"], default=None, help="int8: the decode steps' linear layers in dynamic int8 (CPU)"
-        )
+    argparse parser."""
+    ap.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="int8: the decode steps' linear layers in dynamic int8 (CPU; with --backend onnx, ONNX Runtime's: "
+        "the fastest path, docs/TTS.md 'How fast')",
+    )
     ap.add_argument(
         "--backend",
         choices=list(BACKENDS),

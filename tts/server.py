@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-input-chars", type=int, default=ServerConfig.max_input_chars)
     p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_bytes / 2**20)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a busy 2-core machine)")
-    add_runtime_arguments(p, quantize=False)
+    add_runtime_arguments(p)
     p.add_argument("--model-id", default=None, help="id in /v1/models (default: the release folder's name)")
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(a.threads)
     try:
-        tts = TTS.from_pretrained(a.checkpoint, backend=a.backend)
+        tts = TTS.from_pretrained(a.checkpoint, backend=a.backend, quantize=a.quantize)
     except TTSInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
