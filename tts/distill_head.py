@@ -22,7 +22,6 @@ recipes/demo/evaluate_real_voices.sh OUT ...`` before making it a release's defa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import shutil
@@ -34,6 +33,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from evaluation.whisper_base import sha256_file
 from latentlm.checkpoint import RELEASE_CONFIG, RELEASE_WEIGHTS
 from latentlm.distill import HeadRecorder, distill, teacher_targets
 from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
@@ -56,16 +56,8 @@ def distill_jobs(
 def states_key(release: Path, manifests: list[str], jobs: int, per_speaker: int, batch_size: int, seed: int) -> dict[str, str]:
     """What recorded states depend on, as safetensors metadata: the teacher (its weights and its config: the
     temperature and guidance it decodes with) and the jobs (the manifests' contents and the job settings)."""
-
-    def sha256(path: Path) -> str:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-
-    teacher = {name: sha256(release / name) for name in (RELEASE_WEIGHTS, RELEASE_CONFIG)}
-    settings = {"manifests": [sha256(Path(m)) for m in manifests], "jobs": jobs, "per_speaker": per_speaker,
+    teacher = {name: sha256_file(release / name) for name in (RELEASE_WEIGHTS, RELEASE_CONFIG)}
+    settings = {"manifests": [sha256_file(Path(m)) for m in manifests], "jobs": jobs, "per_speaker": per_speaker,
                 "batch_size": batch_size, "seed": seed}
     return {"teacher": json.dumps(teacher, sort_keys=True), "jobs": json.dumps(settings, sort_keys=True)}
 
@@ -129,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     work = out / ".distill"
     cache = work / "states.safetensors"
     key = states_key(src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed)
-    stale = False
-    if cache.is_file():
+    reuse = cache.is_file()
+    if reuse:
         with safe_open(str(cache), "pt") as f:
-            stale = (f.metadata() or {}) != key
-        if stale:
+            reuse = (f.metadata() or {}) == key
+        if not reuse:
             print(f"states in {cache} are from another teacher or job set: recording again", flush=True)
-    if cache.is_file() and not stale:
+    if reuse:
         st = load_file(str(cache))
         cond, uncond = st["cond"], st["uncond"]
         print(f"states: {len(cond)} from {cache}")
