@@ -14,6 +14,8 @@
 # Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON, and SPEEDS="0.9 1.1": train on the rows
 # plus their speed-perturbed copies (tts.perturb: each copy a new speaker; data/real_voices_sp, data/latents_real_sp),
 # ARGS="key=value ...": more tts.train overrides (e.g. ARGS="p_uncond=0.15 p_drop_prompt=0.5 tts.guidance=text+voice"),
+# STEPS=N: a campaign over several working periods: the cosine runs to step N whatever each period's MINUTES
+# (without it each rerun refits the cosine to its own time limit: a warm restart per rerun),
 # MIX=MANIFEST: that manifest's rows (e.g. the synthetic demo corpus, data/corpus/train.jsonl of
 # recipes/demo/make_corpus.py) train beside the real ones (tts.mix: data/real_voices_mix, data/latents_mix).
 set -euo pipefail
@@ -44,8 +46,10 @@ fi
 $PY -m tts.extract --manifest $TRAIN --manifest $DATA/dev.jsonl --vae "$INIT/vae" --out $LAT \
   --threads "${THREADS:-2}"
 [[ -f $LAT/durations.json ]] || $PY -m tts.durations --latents $LAT --manifest $TRAIN --aligner "$INIT/duration"
+if [[ -n "${STEPS:-}" ]]; then SCHEDULE="schedule_to_time_limit=false max_steps=$STEPS"
+else SCHEDULE="schedule_to_time_limit=true max_steps=100000"; fi
 $PY -m tts.train recipes/demo/tts_small.yaml data.manifest=$TRAIN data.latents=$LAT \
   data.heldout_speakers=$DATA/heldout.txt data.duration_model="$INIT/duration" init_from="$INIT" \
-  out_dir="$RUN" time_limit_minutes="$MINUTES" schedule_to_time_limit=true max_steps=100000 sample_every=0 \
+  out_dir="$RUN" time_limit_minutes="$MINUTES" $SCHEDULE sample_every=0 \
   progress=false optim.lr="${LR:-0.0001}" optim.warmup_steps="${WARMUP:-30}" threads="${THREADS:-2}" \
   ${ARGS:-} --export "$RUN/release"
