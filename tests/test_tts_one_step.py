@@ -119,6 +119,7 @@ def test_distill_cli_refuses_bad_input_before_work_and_resumes_from_recorded_sta
     for argv, says in [
         (base + ["--draws", "0"], "--draws must be >= 1"),
         (base + ["--max-temperature", "0"], "--max-temperature must be positive"),
+        (base + ["--record-temperature", "-1"], "--record-temperature must be >= 0"),
         ([str(release), "--manifest", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")], "no manifest"),
         ([str(release), "--manifest", str(manifest), "--out", str(release)], "--out must differ"),
         ([str(tmp_path / "nothing"), "--manifest", str(manifest), "--out", str(tmp_path / "o")], "cannot load"),
@@ -143,6 +144,7 @@ def test_distill_cli_refuses_bad_input_before_work_and_resumes_from_recorded_sta
     assert "from another teacher or job set: recording again" in io.out and "no cross-sentence jobs" in io.err
     key = states_key(release, [str(manifest)], 400, 3, 4, 0)
     assert states_key(release, [str(manifest)], 401, 3, 4, 0) != key  # and another job set
+    assert states_key(release, [str(manifest)], 400, 3, 4, 0, 0.7) != key  # or another recording temperature
     save_file(states, cache, metadata=key)
     torch.set_num_threads(1)
     assert main(base + ["--train-steps", "3", "--draws", "2", "--default"]) == 0
@@ -150,3 +152,19 @@ def test_distill_cli_refuses_bad_input_before_work_and_resumes_from_recorded_sta
     head, cfg = load_one_step(tmp_path / "out" / DIRNAME)
     assert cfg.default and cfg.cfg_scale == 2.0 and cfg.teacher_steps == 10
     assert TTS.from_pretrained(tmp_path / "out").one_step is not None
+
+
+def test_states_are_recorded_at_the_temperature_asked_for(prompt):
+    """tts.distill_head --record-temperature: the teacher decodes the jobs at that temperature while its states are
+    recorded (at 0 the noise is gone, so two seeds record the same states; at the release's 1.0 they differ)."""
+    from tts.distill_head import record_states
+
+    torch.set_num_threads(1)
+    tts = make_tiny_tts(seed=0, cfg_scale=2.0)
+    assert tts.cfg.temperature == 1.0
+    job = [{"text": "A short test.", "prompt_audio": str(prompt[0]), "prompt_text": prompt[1]}]
+    cold = [record_states(tts, job, 1, seed, temperature=0.0) for seed in (0, 5)]
+    warm = [record_states(tts, job, 1, seed) for seed in (0, 5)]
+    assert cold[0][0].shape[0] > 1 and cold[0][0].shape == cold[1][0].shape
+    assert torch.equal(cold[0][0], cold[1][0]) and torch.equal(cold[0][1], cold[1][1])
+    assert not torch.equal(warm[0][0], warm[1][0])

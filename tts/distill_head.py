@@ -1,13 +1,14 @@
 """Distil a TTS release's diffusion head into a one-step head (latentlm/one_step.py) and write a release with it.
 
     python -m tts.distill_head RELEASE --manifest TRAIN.jsonl --out OUT_RELEASE [--jobs 400] [--draws 8]
-        [--train-steps 3000] [--default] [--threads 1] [--seed 0]
+        [--train-steps 3000] [--record-temperature T] [--default] [--threads 1] [--seed 0]
 
 1. Cross-sentence jobs from the manifest (tts.real_voices.dev_jobs: per speaker a prompt and up to
    ``--per-speaker`` other utterances' texts; speakers with one utterance give none), at most ``--jobs`` of them,
    in a seeded order.
    Use training speakers only: the dev set's speakers must stay unseen.
-2. Decode them with the release's reference head (its cfg_scale and temperature) through a ``HeadRecorder``:
+2. Decode them with the release's reference head (its cfg_scale; its temperature, or ``--record-temperature``:
+   the releases so far recorded at 0.7 and sample at 0.3) through a ``HeadRecorder``:
    every (cond, uncond) trunk state the head is asked to sample from is kept (on-policy states, drift included).
    Saved to OUT/.distill/states.safetensors with what made them (the teacher's weights and config, the jobs'
    manifests and settings), so a rerun of the same distillation skips this step; states from another teacher or
@@ -53,17 +54,26 @@ def distill_jobs(
     return jobs[:n]
 
 
-def states_key(release: Path, manifests: list[str], jobs: int, per_speaker: int, batch_size: int, seed: int) -> dict[str, str]:
+def states_key(
+    release: Path, manifests: list[str], jobs: int, per_speaker: int, batch_size: int, seed: int,
+    record_temperature: float | None = None,
+) -> dict[str, str]:
     """What recorded states depend on, as safetensors metadata: the teacher (its weights and its config: the
-    temperature and guidance it decodes with) and the jobs (the manifests' contents and the job settings)."""
+    temperature and guidance it decodes with, the temperature it records at when given) and the jobs (the
+    manifests' contents and the job settings)."""
     teacher = {name: sha256_file(release / name) for name in (RELEASE_WEIGHTS, RELEASE_CONFIG)}
+    if record_temperature is not None:
+        teacher["record_temperature"] = record_temperature
     settings = {"manifests": [sha256_file(Path(m)) for m in manifests], "jobs": jobs, "per_speaker": per_speaker,
                 "batch_size": batch_size, "seed": seed}
     return {"teacher": json.dumps(teacher, sort_keys=True), "jobs": json.dumps(settings, sort_keys=True)}
 
 
-def record_states(tts: TTS, jobs: list[dict], batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode ``jobs`` with the reference head and return the recorded cond, uncond [N, C]."""
+def record_states(
+    tts: TTS, jobs: list[dict], batch_size: int, seed: int, temperature: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``jobs`` with the reference head (at ``temperature``, default the release's) and return the
+    recorded cond, uncond [N, C]."""
     teacher = tts.lm.heads[MODALITY]
     recorder = HeadRecorder(teacher)
     tts.lm.heads[MODALITY] = recorder
@@ -71,7 +81,8 @@ def record_states(tts: TTS, jobs: list[dict], batch_size: int, seed: int) -> tup
         for a in range(0, len(jobs), batch_size):
             part = [
                 {"text": j["text"], "prompt_audio": j["prompt_audio"], "prompt_text": j.get("prompt_text"),
-                 "seed": seed + a + k, "head": "reference"}
+                 "seed": seed + a + k, "head": "reference",
+                 **({} if temperature is None else {"temperature": temperature})}
                 for k, j in enumerate(jobs[a : a + batch_size])
             ]
             tts.synthesize_batch(part, batch_size=batch_size, on_error="return")
@@ -92,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--draws", type=int, default=8, help="noise draws per recorded state")
     ap.add_argument("--max-temperature", type=float, default=1.0)
+    ap.add_argument(
+        "--record-temperature", type=float, default=None,
+        help="the teacher decodes the jobs at this temperature while its states are recorded (default: the release's)",
+    )
     ap.add_argument("--train-steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--default", action="store_true", help="make the one-step head the release's default")
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = next((f"--{k.replace('_', '-')} must be >= 1" for k in counts if getattr(args, k) < 1), None)
     if problem is None and not args.max_temperature > 0:
         problem = "--max-temperature must be positive"
+    if problem is None and args.record_temperature is not None and not args.record_temperature >= 0:
+        problem = "--record-temperature must be >= 0"
     if problem is None and out.resolve() == src.resolve():
         problem = "--out must differ from the release (it is copied there)"
     if problem is None:
@@ -120,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = out / ".distill"
     cache = work / "states.safetensors"
-    key = states_key(src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed)
+    key = states_key(
+        src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed, args.record_temperature
+    )
     reuse = cache.is_file()
     if reuse:
         with safe_open(str(cache), "pt") as f:
@@ -136,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if not jobs:
             print("no cross-sentence jobs in the manifests (no speaker has two utterances)", file=sys.stderr)
             return 2
-        cond, uncond = record_states(tts, jobs, args.batch_size, args.seed)
+        cond, uncond = record_states(tts, jobs, args.batch_size, args.seed, args.record_temperature)
         work.mkdir(parents=True, exist_ok=True)
         save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(cache), metadata=key)
     g = torch.Generator().manual_seed(args.seed)
