@@ -15,7 +15,6 @@ The VAE, duration predictor and one-step head are copied unchanged; the release'
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from latentlm.model import LatentLM
 from tts.model import TTS
+from tts.release_cli import derive_release
 
 
 def insertion_plan(n_old: int, n_new: int) -> list[tuple[int, bool]]:
@@ -75,17 +75,9 @@ def grow_release(release: str | Path, n_layers: int, out: str | Path) -> TTS:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("release", help="a tts.model.TTS release folder")
-    p.add_argument("--layers", type=int, required=True, help="trunk blocks of the grown model")
-    p.add_argument("--out", required=True, help="folder for the grown release")
-    a = p.parse_args(argv)
-    if Path(a.out).exists() and any(Path(a.out).iterdir()):
-        p.error(f"{a.out} exists and is not empty: choose another --out")
-    try:
-        grown = grow_release(a.release, a.layers, a.out)
-    except ValueError as e:
-        p.exit(2, f"tts.grow: {e}\n")
+    a, grown = derive_release(
+        argv, "tts.grow", __doc__, "layers", "trunk blocks of the grown model", grow_release
+    )
     n = sum(x.numel() for x in grown.lm.parameters())
     print(f"grew {a.release} to {a.layers} trunk blocks ({n / 1e6:.2f}M parameters) at {a.out}")
 
