@@ -1,11 +1,12 @@
 """The decode paths of one release side by side in one process: PyTorch, ONNX Runtime (float32) and ONNX Runtime
 with int8 weights (``TTS.use_onnx(int8=True)``), runs alternating so machine noise hits every path alike.
 
-    python -m benchmarks.bench_decode_paths [--checkpoint checkpoints/tts_demo] [--runs 5] [--threads 2]
-        [--paths torch onnx onnx-int8]
+    python -m benchmarks.bench_decode_paths [--checkpoint checkpoints/tts_demo [OTHER ...]] [--runs 5]
+        [--threads 2] [--paths torch onnx onnx-int8]
 
 Prints the median RTF of each path (the benchmark sentence of benchmarks/bench_tts.py, seed 0, the release's
-default head) and its speed-up over the first path. On a shared machine (CPU steal) single runs swing by tens of
+default head) and its speed-up over the first path; with several releases (e.g. a ``tts.patch=2`` one beside the
+shipped one), every path of each, all alternated, against the first release's first path. On a shared machine (CPU steal) single runs swing by tens of
 percent; the medians of alternated runs and their ratios are what to compare. The float32 paths give the same
 audio to float rounding (tests/test_onnx_step.py); the int8 path's weights are quantised, so its speech differs
 and its quality is measured separately (docs/experiments/one-step-head.md).
@@ -46,7 +47,12 @@ def use(tts: TTS, pair: tuple) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "tts_demo"))
+    ap.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[str(REPO / "checkpoints" / "tts_demo")],
+        help="one release, or several to compare (e.g. a tts.patch=2 one beside the shipped one): every path of each",
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (ONNX Runtime runs on one)")
     ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
@@ -54,26 +60,28 @@ def main(argv: list[str] | None = None) -> None:
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     torch.set_num_threads(args.threads)
-    tts = TTS.from_pretrained(args.checkpoint)
     paths = list(dict.fromkeys(args.paths))
-    rts = runtimes(tts, paths)
+    releases = {c: TTS.from_pretrained(c) for c in dict.fromkeys(args.checkpoint)}
+    rts = {c: runtimes(tts, paths) for c, tts in releases.items()}
+    cases = [(c, p) for c in releases for p in paths]
     kw = dict(prompt_audio=PROMPT, prompt_text=PROMPT_TEXT, seed=0)
-    for p in paths:  # warm-up: first calls allocate
-        use(tts, rts[p])
-        tts.synthesize("Warm up.", **kw)
-    rtf: dict[str, list[float]] = {p: [] for p in paths}
+    for c, p in cases:  # warm-up: first calls allocate
+        use(releases[c], rts[c][p])
+        releases[c].synthesize("Warm up.", **kw)
+    rtf: dict[tuple, list[float]] = {k: [] for k in cases}
     for _ in range(args.runs):
-        for p in paths:
-            use(tts, rts[p])
+        for c, p in cases:
+            use(releases[c], rts[c][p])
             t = time.perf_counter()
-            res = tts.synthesize(TEXT, **kw)
-            rtf[p].append((time.perf_counter() - t) / res.duration)
-    base = statistics.median(rtf[paths[0]])
-    print(f"{args.checkpoint}, torch threads {args.threads}, {args.runs} alternated runs per path")
-    for p in paths:
-        med = statistics.median(rtf[p])
-        runs = ", ".join(f"{x:.3f}" for x in rtf[p])
-        print(f"{p:10s} median RTF {med:.3f} ({runs}); {base / med:.2f}x {paths[0]}")
+            res = releases[c].synthesize(TEXT, **kw)
+            rtf[c, p].append((time.perf_counter() - t) / res.duration)
+    base = statistics.median(rtf[cases[0]])
+    print(f"torch threads {args.threads}, {args.runs} alternated runs per path; ratios against the first row")
+    for c, p in cases:
+        med = statistics.median(rtf[c, p])
+        runs = ", ".join(f"{x:.3f}" for x in rtf[c, p])
+        name = f"{c} ({releases[c].cfg.patch} frame(s) per item)" if len(releases) > 1 else c
+        print(f"{name} {p:10s} median RTF {med:.3f} ({runs}); {base / med:.2f}x")
 
 
 if __name__ == "__main__":
