@@ -178,6 +178,19 @@ def write_tiny_recipe(path: str | Path, corpus: dict[str, Path], out_dir: str | 
     return Path(path)
 
 
+def train_tiny_release(recipe: str | Path, manifest: str | Path, out: str | Path, steps: int) -> Path:
+    """Train the recipe's model ``steps`` steps in process (no checkpoint) and save its EMA release at ``out``."""
+    from latentlm.config import load_config
+    from tts.manifests import read_jsonl
+    from tts.train import TrainConfig, Trainer
+
+    tr = Trainer(load_config(TrainConfig, recipe, [f"max_steps={steps}"]), resume=False)
+    tr.setup_data(read_jsonl(manifest))
+    for _ in range(steps):
+        tr.train_step()
+    return tr.ema_tts().save_pretrained(out)
+
+
 def subprocess_env() -> dict:
     """Environment for trainer subprocesses in tests: the repo importable, one OpenMP thread per process."""
     repo = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from latentlm.config import load_config
-from tests.helpers import make_tiny_corpus, make_tiny_tts, write_tiny_recipe
+from tests.helpers import make_tiny_corpus, make_tiny_tts, train_tiny_release, write_tiny_recipe
 from tts.layout import MODALITY
 from tts.manifests import read_jsonl
 from tts.model import TTS
@@ -49,11 +49,7 @@ def test_a_repatched_release_trains_with_patch_2_and_speaks(real_speech_dir, tmp
     torch.set_num_threads(1)
     corpus = make_tiny_corpus(real_speech_dir, tmp_path / "corpus")
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
-    tr = Trainer(load_config(TrainConfig, recipe, ["max_steps=2"]), resume=False)
-    tr.setup_data(read_jsonl(corpus["manifest"]))
-    for _ in range(2):
-        tr.train_step()
-    release = tr.ema_tts().save_pretrained(tmp_path / "release")
+    release = train_tiny_release(recipe, corpus["manifest"], tmp_path / "release", steps=2)
 
     main([str(release), "--patch", "2", "--out", str(tmp_path / "p2")])
     said = capsys.readouterr().out

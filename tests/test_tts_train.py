@@ -14,7 +14,13 @@ import torch
 
 from latentlm.checkpoint import load_training_state
 from latentlm.config import load_config
-from tests.helpers import make_tiny_corpus, run_tts_train, subprocess_env, write_tiny_recipe
+from tests.helpers import (
+    make_tiny_corpus,
+    run_tts_train,
+    subprocess_env,
+    train_tiny_release,
+    write_tiny_recipe,
+)
 from tts.frontend import TEXT_NORM_VERSION, Frontend
 from tts.manifests import read_jsonl
 from tts.model import TTS
@@ -54,11 +60,7 @@ def test_losses_fall_on_tiny_overfit(corpus, tmp_path):
 
 def test_init_from_a_release_starts_from_its_weights(corpus, tmp_path):
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
-    tr = Trainer(load_config(TrainConfig, recipe, ["max_steps=3"]), resume=False)
-    tr.setup_data(read_jsonl(corpus["manifest"]))
-    for _ in range(3):
-        tr.train_step()
-    release = tr.ema_tts().save_pretrained(tmp_path / "release")
+    release = train_tiny_release(recipe, corpus["manifest"], tmp_path / "release", steps=3)
     init = [f"init_from={release}", f"out_dir={tmp_path / 'run2'}"]
     tr2 = Trainer(load_config(TrainConfig, recipe, init), resume=False)
     want = TTS.from_pretrained(release).lm.state_dict()

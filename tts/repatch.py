@@ -48,16 +48,13 @@ def repatch_lm(lm: LatentLM, p: int) -> LatentLM:
     d = head.latent_dim
     cfg.modalities[MODALITY] = dataclasses.replace(head, latent_dim=p * d)
     new = LatentLM(cfg).to(next(lm.parameters()).device)
-    sd = {k: v.clone() for k, v in lm.state_dict().items()}
+    sd = dict(lm.state_dict())  # new tensors replace entries; load_state_dict copies into the new model
     mean, std = repeat_stats(sd[f"latent_mean_{MODALITY}"], sd[f"latent_std_{MODALITY}"], p)
     sd[f"latent_mean_{MODALITY}"], sd[f"latent_std_{MODALITY}"] = mean, std
     for reads in (f"latent_in.{MODALITY}.weight", f"heads.{MODALITY}.x_in.weight"):  # [C, D] -> [C, p * D]
         sd[reads] = torch.cat([sd[reads] / p] * p, dim=1)
     writes = f"heads.{MODALITY}.out.weight"  # [D, W] -> [p * D, W]
-    sd[writes] = torch.cat([sd[writes]] * p, dim=0)
-    bias = f"heads.{MODALITY}.out.bias"
-    if bias in sd:
-        sd[bias] = torch.cat([sd[bias]] * p)
+    sd[writes] = torch.cat([sd[writes]] * p, dim=0)  # (the head's output layer has no bias)
     new.load_state_dict(sd, strict=True)
     return new.eval()
 
