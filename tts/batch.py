@@ -112,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         help="diffusion head: reference (--steps evaluations) or one_step (distilled; default: the release's)",
     )
     ap.add_argument("--max-seconds", type=float, default=None)
+    ap.add_argument(
+        "--takes",
+        type=int,
+        default=1,
+        help="decode each sentence this many times and keep the take the release's verifier hears best (1-16)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     add_runtime_arguments(ap)

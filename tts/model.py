@@ -55,6 +55,8 @@ from tts.prepare import prepare_job
 from tts.prompt import PromptLimits, PromptTranscriber, load_prompt
 from tts.rows import Row, SynthesisJob
 from tts.script_constraint import ScriptConstraint, run_limits
+from tts.verifier import DIRNAME as VERIFIER_SUBDIR
+from tts.verifier import PhoneVerifier, load_verifier, save_verifier
 from vocoder_vae.model import AudioVAE
 
 __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
@@ -88,6 +90,7 @@ class TTS:
         duration: DurationPredictor | None = None,
         aligner=None,
         one_step: tuple[DiffusionHead, OneStepConfig] | None = None,
+        verifier: PhoneVerifier | None = None,
     ):
         if len(frontend.vocab) != cfg.model.vocab_size:
             raise TTSInputError(
@@ -118,6 +121,14 @@ class TTS:
                 raise TTSInputError("the one-step head does not match the model's audio head")
             one_step = (head.to(self.device).eval(), oc)
         self.one_step = one_step  # distilled (head, config) beside the reference head, or None
+        if verifier is not None and (
+            verifier.cfg.latent_dim != vae.latent_dim or verifier.cfg.n_symbols != len(frontend.vocab)
+        ):
+            raise TTSInputError(
+                f"the verifier reads {verifier.cfg.latent_dim}-d latents and {verifier.cfg.n_symbols} symbols; the "
+                f"release has {vae.latent_dim}-d latents and {len(frontend.vocab)} symbols"
+            )
+        self.verifier = verifier.to(self.device).eval() if verifier is not None else None  # judges takes
         self._transcribe = PromptTranscriber()  # loaded on first use
 
     # ------------------------------------------------------------------ releases
@@ -157,13 +168,15 @@ class TTS:
             aligner = load_aligner(dur_dir) if dur_dir.is_dir() else None
             fast_dir = directory / ONE_STEP_SUBDIR
             one_step = load_one_step(fast_dir, map_location=device) if fast_dir.is_dir() else None
+            ver_dir = directory / VERIFIER_SUBDIR
+            verifier = load_verifier(ver_dir, device=device) if ver_dir.is_dir() else None
         except TTSInputError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
         if quantize == "int8" and backend == "torch":
             quantize_int8(lm.trunk)
-        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
+        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step, verifier)
         if backend == "onnx":
             tts.use_onnx(int8=quantize == "int8")
         return tts
@@ -192,6 +205,8 @@ class TTS:
             save_predictor(self.duration, directory / DURATION_SUBDIR, aligner=self.aligner)
         if self.one_step is not None:
             save_one_step(directory / ONE_STEP_SUBDIR, *self.one_step)
+        if self.verifier is not None:
+            save_verifier(self.verifier, directory / VERIFIER_SUBDIR)
         return directory
 
     @property
@@ -225,10 +240,27 @@ class TTS:
         return self.lm.normalize(MODALITY, to_items(z.to(self.device), self.cfg.patch))
 
     # ------------------------------------------------------------------ decoding
-    def _generator(self, seed: int, sentence: int) -> torch.Generator:
+    def _generator(self, seed: int, sentence: int, take: int = 0) -> torch.Generator:
         """The random stream of one sentence of a job: seeded from (seed, sentence index), so a sentence draws
-        the same noise whether it is synthesized alone, streamed, or decoded in a batch with others."""
-        return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence)
+        the same noise whether it is synthesized alone, streamed, or decoded in a batch with others. Take k > 0
+        of a sentence (``takes``) has a stream of its own; take 0 is the sentence's usual one. (The CPU generator
+        keeps only a seed's low 32 bits, so takes are spread there by Knuth's multiplicative constant.)"""
+        return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence + take * 2654435761)
+
+    def _check_takes(self, o: SynthesisOptions) -> None:
+        if o.takes > 1 and self.verifier is None:
+            raise TTSInputError(f"takes {o.takes}: this release has no verifier ({VERIFIER_SUBDIR}/) to choose a take")
+
+    def _best_take(self, takes: list[list[Tensor]], row: Row) -> tuple[int, list[float]]:
+        """A sentence's takes (generated items each) -> (index of the one the verifier hears saying the row's
+        script best, every take's score: CTC NLL per phone, lower is better; inf for an empty take)."""
+        scores = [float("inf")] * len(takes)
+        full = [k for k, t in enumerate(takes) if t]
+        if full:
+            got = self.verifier.score([self._vae_frames(takes[k]) for k in full], [row.script] * len(full))
+            for k, v in zip(full, got.tolist()):
+                scores[k] = v
+        return min(range(len(takes)), key=lambda k: (scores[k], k)), scores
 
     def _run_limits(self, script: list[int]) -> list[int]:
         """LM-head timing: items each symbol of ``script`` may take (tts/script_constraint.py ``run_limits``)."""
@@ -325,9 +357,11 @@ class TTS:
         return np.zeros(int(self.cfg.pause_seconds * self.sample_rate), dtype=np.float32)
 
     def _result(
-        self, job: SynthesisJob, pieces: list[np.ndarray], items: list[int], stops, t_gen, t_vae, t0
+        self, job: SynthesisJob, pieces: list[np.ndarray], items: list[int], stops, t_gen, t_vae, t0,
+        chosen: list[tuple[int, list[float] | None]] | None = None,
     ) -> SynthesisResult:
-        """items: generated items per sentence (reported as VAE frames)."""
+        """items: generated items per sentence (reported as VAE frames); chosen: ``_choose``'s (take kept, the
+        takes' scores) per sentence, reported when there were several takes."""
         out = [] if job.continuation_audio is None else [np.asarray(job.continuation_audio, dtype=np.float32)]
         for i, p in enumerate(pieces):
             if i:
@@ -343,6 +377,8 @@ class TTS:
             "timings": {**job.timings, "generate_s": t_gen, "vae_decode_s": t_vae, "total_s": total},
             "rtf": total / max(len(audio) / self.sample_rate, 1e-9),
         }
+        if chosen and any(scores is not None for _, scores in chosen):
+            info["takes"] = [{"kept": take, "scores": scores} for take, scores in chosen]
         return SynthesisResult(audio, self.sample_rate, job.prompt_text, info)
 
     # ------------------------------------------------------------------ public API
@@ -360,6 +396,7 @@ class TTS:
         continuation: bool = False,
         speed: float = 1.0,
         head: str | None = None,
+        takes: int = 1,
         options: SynthesisOptions | None = None,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
@@ -370,36 +407,57 @@ class TTS:
         ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it.
         ``head``: "reference" (``steps`` DPM-Solver++ evaluations, guidance on a second row) or "one_step" (a
         release's distilled head: one evaluation, one row); None is the release's default.
+        ``takes`` > 1 (releases with a verifier, tts/verifier.py): every sentence is decoded that many times, each
+        take with its own seeded stream (take 0 is the one ``takes=1`` decodes), and the take the verifier hears
+        saying the sentence best is kept (``info["takes"]``: the kept take and every take's score per sentence).
         ``options``: the settings as one ``SynthesisOptions`` (instead of the keywords); either way they are
         checked before any work."""
         t0 = time.perf_counter()
         kw = dict(
             steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed,
-            head=head,
+            head=head, takes=takes,
         )
         o = SynthesisOptions.merge(options, **kw)  # checked before any work
         decoding = self._decoding(o)
+        self._check_takes(o)
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, continuation, o.speed)
-        n = len(job.rows)
-        lat: list[list[Tensor]] = [[] for _ in range(n)]
-        stops = ["eos"] * n
+        todo = [(k, take) for k in range(len(job.rows)) for take in range(o.takes)]  # (sentence, take) rows
+        lat: dict[tuple[int, int], list[Tensor]] = {}
+        stop: dict[tuple[int, int], str] = {}
         t1 = time.perf_counter()
-        for a in range(0, n, self.SENTENCE_ROWS):
-            part = range(a, min(n, a + self.SENTENCE_ROWS))
+        for a in range(0, len(todo), self.SENTENCE_ROWS):
+            part = todo[a : a + self.SENTENCE_ROWS]
             for r, z, reason in self._frames(
-                [job.rows[k] for k in part],
+                [job.rows[k] for k, _ in part],
                 [job.prompt] * len(part),
                 decoding,
-                [self._generator(o.seed, k) for k in part],
+                [self._generator(o.seed, k, take) for k, take in part],
             ):
                 if z is not None:
-                    lat[a + r].append(z)
+                    lat.setdefault(part[r], []).append(z)
                 else:
-                    stops[a + r] = reason
+                    stop[part[r]] = reason
+        chosen = self._choose(job.rows, o.takes, lat)
         t2 = time.perf_counter()
-        pieces = [self._decode_audio(x) for x in lat]
+        frames = [lat.get((k, take), []) for k, (take, _) in enumerate(chosen)]
+        pieces = [self._decode_audio(x) for x in frames]
         t_vae = time.perf_counter() - t2
-        return self._result(job, pieces, [len(x) for x in lat], stops, t2 - t1, t_vae, t0)
+        stops = [stop.get((k, take), "eos") for k, (take, _) in enumerate(chosen)]
+        return self._result(job, pieces, [len(x) for x in frames], stops, t2 - t1, t_vae, t0, chosen)
+
+    def _choose(
+        self, rows: list[Row], takes: int, lat: dict[tuple[int, int], list[Tensor]], job: int | None = None
+    ) -> list[tuple[int, list[float] | None]]:
+        """Per sentence: (the take kept, every take's verifier score; None with one take). ``lat`` is keyed by
+        (sentence, take), or (job, sentence, take) when ``job`` is given."""
+        out = []
+        for k, row in enumerate(rows):
+            if takes == 1:
+                out.append((0, None))
+                continue
+            keys = [(k, t) if job is None else (job, k, t) for t in range(takes)]
+            out.append(self._best_take([lat.get(key, []) for key in keys], row))
+        return out
 
     @torch.no_grad()
     def stream(
@@ -416,6 +474,7 @@ class TTS:
         first_chunk_frames: int = 1,
         speed: float = 1.0,
         head: str | None = None,
+        takes: int = 1,
         options: SynthesisOptions | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
@@ -425,10 +484,15 @@ class TTS:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         kw = dict(
             steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed,
-            head=head,
+            head=head, takes=takes,
         )
         o = SynthesisOptions.merge(options, **kw)  # checked before any work
         decoding = self._decoding(o)
+        if o.takes > 1:
+            raise TTSInputError(
+                f"takes {o.takes}: a take is kept only once every take of the sentence is done, so it cannot "
+                "stream; use synthesize (or takes=1)"
+            )
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, speed=o.speed)
         for i, row in enumerate(job.rows):
             if i:
@@ -467,7 +531,7 @@ class TTS:
         t0 = time.perf_counter()
         keys = ("text", "prompt_audio", "prompt_text", "continuation", *SynthesisOptions().to_dict())
         prepared: list[SynthesisJob | TTSInputError] = []
-        settings: list[tuple[int, Decoding] | None] = []  # per job: (seed, what it decodes with)
+        settings: list[tuple[int, Decoding, int] | None] = []  # per job: (seed, what it decodes with, takes)
         for i, job in enumerate(jobs):
             try:
                 if not isinstance(job, dict):
@@ -479,6 +543,7 @@ class TTS:
                     raise TTSInputError("a job needs 'text' and 'prompt_audio'")
                 o = SynthesisOptions.from_mapping(job)  # before any work: a bad value fails this job only
                 decoding = self._decoding(o)  # settings the release cannot decode with fail here too
+                self._check_takes(o)
                 prepared.append(
                     prepare_job(
                         self,
@@ -490,29 +555,29 @@ class TTS:
                         o.speed,
                     )
                 )
-                settings.append((o.seed, decoding))
+                settings.append((o.seed, decoding, o.takes))
             except TTSInputError as e:
                 if on_error == "raise":
                     raise TTSInputError(f"job {i}: {e}") from e
                 prepared.append(e)
                 settings.append(None)
-        rows = []  # (job index, sentence index, decoding, seed)
+        rows = []  # (job index, sentence index, decoding, seed, take)
         for i, (p, st) in enumerate(zip(prepared, settings)):
             if isinstance(p, SynthesisJob):
-                seed, key = st
-                rows += [(i, s, key, seed) for s in range(len(p.rows))]
-        lat: dict[tuple[int, int], list[Tensor]] = {}
-        stop: dict[tuple[int, int], str] = {}
+                seed, key, takes = st
+                rows += [(i, s, key, seed, t) for s in range(len(p.rows)) for t in range(takes)]
+        lat: dict[tuple[int, int, int], list[Tensor]] = {}
+        stop: dict[tuple[int, int, int], str] = {}
         t1 = time.perf_counter()
         for key in sorted({r[2] for r in rows}):
             group = [r for r in rows if r[2] == key]
             for a in range(0, len(group), batch_size):
                 part = group[a : a + batch_size]
-                g = [self._generator(seed, s) for _, s, _, seed in part]  # one per row, as in synthesize
-                rs = [prepared[i].rows[s] for i, s, _, _ in part]
-                pr = [prepared[i].prompt for i, _, _, _ in part]
+                g = [self._generator(seed, s, t) for _, s, _, seed, t in part]  # one per row, as in synthesize
+                rs = [prepared[i].rows[s] for i, s, *_ in part]
+                pr = [prepared[i].prompt for i, *_ in part]
                 for r, z, reason in self._frames(rs, pr, key, g):
-                    k = part[r][:2]
+                    k = (part[r][0], part[r][1], part[r][4])
                     if z is not None:
                         lat.setdefault(k, []).append(z)
                     else:
@@ -523,10 +588,11 @@ class TTS:
             if not isinstance(p, SynthesisJob):
                 out.append(p)
                 continue
+            chosen = self._choose(p.rows, settings[i][2], lat, job=i)
             t2 = time.perf_counter()
-            frames = [lat.get((i, s), []) for s in range(len(p.rows))]
+            frames = [lat.get((i, s, take), []) for s, (take, _) in enumerate(chosen)]
             pieces = [self._decode_audio(f) for f in frames]
             t_vae = time.perf_counter() - t2
-            stops = [stop.get((i, s), "eos") for s in range(len(p.rows))]
-            out.append(self._result(p, pieces, [len(f) for f in frames], stops, t_gen, t_vae, t0))
+            stops = [stop.get((i, s, take), "eos") for s, (take, _) in enumerate(chosen)]
+            out.append(self._result(p, pieces, [len(f) for f in frames], stops, t_gen, t_vae, t0, chosen))
         return out

@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         help="diffusion head: reference (--steps evaluations) or one_step (distilled; default: the release's)",
     )
     ap.add_argument("--max-seconds", type=float, default=None, help="cap per sentence")
+    ap.add_argument(
+        "--takes",
+        type=int,
+        default=1,
+        help="decode each sentence this many times and keep the take the release's verifier hears best (1-16)",
+    )
     ap.add_argument("--speed", type=float, default=1.0, help="0.5-2 (releases timed by a duration predictor)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
