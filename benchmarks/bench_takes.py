@@ -5,7 +5,7 @@
 Every take of a sentence is one more row of the same decode (a batch), so on a CPU whose decode steps are bound by
 per-call overhead N takes cost far less than N times one. Prints the median RTF of each setting (the benchmark
 sentence of benchmarks/bench_tts.py, seed 0, the release's default head, PyTorch) and its cost against one take.
-The release needs a verifier (``verifier/``, tts/verifier.py) for takes > 1.
+The release needs its phoneme aligner (``duration/aligner.json``, which judges the takes) for takes > 1.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--runs and --takes must be >= 1")
     torch.set_num_threads(args.threads)
     tts = TTS.from_pretrained(args.checkpoint)
-    if max(args.takes) > 1 and tts.verifier is None:
-        raise SystemExit(f"{args.checkpoint} has no verifier/: takes > 1 cannot be measured")
+    if max(args.takes) > 1 and tts.aligner is None:
+        raise SystemExit(f"{args.checkpoint} has no duration/aligner.json: takes > 1 cannot be measured")
     tts.synthesize(TEXT, PROMPT, prompt_text=PROMPT_TEXT, seed=0)  # warm-up
     rtf: dict[int, list[float]] = {n: [] for n in args.takes}
     for _ in range(args.runs):

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "--takes",
         type=int,
         default=1,
-        help="decode each sentence this many times and keep the take the release's verifier hears best (1-16)",
+        help="decode each sentence this many times and keep the take the release's aligner finds most likely (1-16)",
     )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)

@@ -55,8 +55,6 @@ from tts.prepare import prepare_job
 from tts.prompt import PromptLimits, PromptTranscriber, load_prompt
 from tts.rows import Row, SynthesisJob
 from tts.script_constraint import ScriptConstraint, run_limits
-from tts.verifier import DIRNAME as VERIFIER_SUBDIR
-from tts.verifier import PhoneVerifier, load_verifier, save_verifier
 from vocoder_vae.model import AudioVAE
 
 __all__ = ["TTS", "TTSConfig", "SynthesisResult", "TTSInputError"]
@@ -90,7 +88,6 @@ class TTS:
         duration: DurationPredictor | None = None,
         aligner=None,
         one_step: tuple[DiffusionHead, OneStepConfig] | None = None,
-        verifier: PhoneVerifier | None = None,
     ):
         if len(frontend.vocab) != cfg.model.vocab_size:
             raise TTSInputError(
@@ -114,21 +111,13 @@ class TTS:
             )
         self.cfg, self.lm, self.vae, self.frontend = cfg, lm.eval(), vae.eval(), frontend
         self.duration = duration.eval() if duration is not None else None
-        self.aligner = aligner  # tts.phone_hmm.PhoneAligner beside the predictor: continuation prompts
+        self.aligner = aligner  # tts.phone_hmm.PhoneAligner beside the predictor: continuation prompts, takes
         if one_step is not None:
             head, oc = one_step
             if oc.modality != MODALITY or head.cfg != self.lm.heads[MODALITY].cfg:
                 raise TTSInputError("the one-step head does not match the model's audio head")
             one_step = (head.to(self.device).eval(), oc)
         self.one_step = one_step  # distilled (head, config) beside the reference head, or None
-        if verifier is not None and (
-            verifier.cfg.latent_dim != vae.latent_dim or verifier.cfg.n_symbols != len(frontend.vocab)
-        ):
-            raise TTSInputError(
-                f"the verifier reads {verifier.cfg.latent_dim}-d latents and {verifier.cfg.n_symbols} symbols; the "
-                f"release has {vae.latent_dim}-d latents and {len(frontend.vocab)} symbols"
-            )
-        self.verifier = verifier.to(self.device).eval() if verifier is not None else None  # judges takes
         self._transcribe = PromptTranscriber()  # loaded on first use
 
     # ------------------------------------------------------------------ releases
@@ -168,15 +157,13 @@ class TTS:
             aligner = load_aligner(dur_dir) if dur_dir.is_dir() else None
             fast_dir = directory / ONE_STEP_SUBDIR
             one_step = load_one_step(fast_dir, map_location=device) if fast_dir.is_dir() else None
-            ver_dir = directory / VERIFIER_SUBDIR
-            verifier = load_verifier(ver_dir, device=device) if ver_dir.is_dir() else None
         except TTSInputError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
         if quantize == "int8" and backend == "torch":
             quantize_int8(lm.trunk)
-        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step, verifier)
+        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
         if backend == "onnx":
             tts.use_onnx(int8=quantize == "int8")
         return tts
@@ -205,8 +192,6 @@ class TTS:
             save_predictor(self.duration, directory / DURATION_SUBDIR, aligner=self.aligner)
         if self.one_step is not None:
             save_one_step(directory / ONE_STEP_SUBDIR, *self.one_step)
-        if self.verifier is not None:
-            save_verifier(self.verifier, directory / VERIFIER_SUBDIR)
         return directory
 
     @property
@@ -248,19 +233,17 @@ class TTS:
         return torch.Generator(self.device).manual_seed(int(seed) * 65537 + sentence + take * 2654435761)
 
     def _check_takes(self, o: SynthesisOptions) -> None:
-        if o.takes > 1 and self.verifier is None:
-            raise TTSInputError(f"takes {o.takes}: this release has no verifier ({VERIFIER_SUBDIR}/) to choose a take")
+        if o.takes > 1 and self.aligner is None:
+            raise TTSInputError(
+                f"takes {o.takes}: this release has no phoneme aligner ({DURATION_SUBDIR}/aligner.json) to judge takes"
+            )
 
     def _best_take(self, takes: list[list[Tensor]], row: Row) -> tuple[int, list[float]]:
-        """A sentence's takes (generated items each) -> (index of the one the verifier hears saying the row's
-        script best, every take's score: CTC NLL per phone, lower is better; inf for an empty take)."""
-        scores = [float("inf")] * len(takes)
-        full = [k for k, t in enumerate(takes) if t]
-        if full:
-            got = self.verifier.score([self._vae_frames(takes[k]) for k in full], [row.script] * len(full))
-            for k, v in zip(full, got.tolist()):
-                scores[k] = v
-        return min(range(len(takes)), key=lambda k: (scores[k], k)), scores
+        """A sentence's takes (generated items each) -> (index of the take the release's HMM aligner
+        (tts/phone_hmm.py) finds most likely to say the row's script, every take's score: the log-likelihood per
+        frame of its best alignment to the script, higher is better; -inf for an empty take). Ties: the first."""
+        scores = [self.aligner.loglik(self._vae_frames(t), row.script) if t else float("-inf") for t in takes]
+        return max(range(len(takes)), key=lambda k: (scores[k], -k)), scores
 
     def _run_limits(self, script: list[int]) -> list[int]:
         """LM-head timing: items each symbol of ``script`` may take (tts/script_constraint.py ``run_limits``)."""
@@ -407,9 +390,10 @@ class TTS:
         ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it.
         ``head``: "reference" (``steps`` DPM-Solver++ evaluations, guidance on a second row) or "one_step" (a
         release's distilled head: one evaluation, one row); None is the release's default.
-        ``takes`` > 1 (releases with a verifier, tts/verifier.py): every sentence is decoded that many times, each
-        take with its own seeded stream (take 0 is the one ``takes=1`` decodes), and the take the verifier hears
-        saying the sentence best is kept (``info["takes"]``: the kept take and every take's score per sentence).
+        ``takes`` > 1 (releases with a phoneme aligner, ``duration/aligner.json``): every sentence is decoded that
+        many times as rows of one batch, each take with its own seeded stream (take 0 is the one ``takes=1``
+        decodes), and the take the aligner finds most likely to say the sentence is kept (``info["takes"]``: the
+        kept take and every take's score per sentence).
         ``options``: the settings as one ``SynthesisOptions`` (instead of the keywords); either way they are
         checked before any work."""
         t0 = time.perf_counter()
@@ -448,7 +432,7 @@ class TTS:
     def _choose(
         self, rows: list[Row], takes: int, lat: dict[tuple[int, int], list[Tensor]], job: int | None = None
     ) -> list[tuple[int, list[float] | None]]:
-        """Per sentence: (the take kept, every take's verifier score; None with one take). ``lat`` is keyed by
+        """Per sentence: (the take kept, every take's score (``_best_take``); None with one take). ``lat`` is keyed by
         (sentence, take), or (job, sentence, take) when ``job`` is given."""
         out = []
         for k, row in enumerate(rows):

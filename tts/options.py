@@ -33,7 +33,7 @@ MAX_SEED = 2**32 - 1  # seeds are 0 .. 2**32 - 1 (numpy's range; every sentence'
 MAX_CFG = 100.0  # classifier-free guidance scale (1 = off; speech uses 1.3-3)
 MAX_TEMPERATURE = 10.0  # diffusion noise scale (1 = the trained distribution)
 HEADS = ("reference", "one_step")  # the reference diffusion head (steps x 2 rows) or a distilled one-step head
-MAX_TAKES = 16  # takes per sentence (best of N, judged by the release's verifier)
+MAX_TAKES = 16  # takes per sentence (best of N, judged by the release's phoneme aligner)
 
 
 def _number(name: str, value: Any, lo: float, hi: float, hint: str) -> float:
@@ -76,7 +76,7 @@ class SynthesisOptions:
     max_seconds: float | None = None  # cap per sentence (the release's max_output_seconds caps it too)
     speed: float = 1.0  # 0.5-2: predicted durations / speed (releases timed by a duration predictor)
     head: str | None = None  # "reference" | "one_step" (latentlm/one_step.py); None = the release's default
-    takes: int = 1  # each sentence decoded this many times; the release's verifier (tts/verifier.py) keeps one
+    takes: int = 1  # each sentence decoded this many times; the release's aligner (tts/phone_hmm.py) keeps one
 
     def __post_init__(self) -> None:
         checked = {
