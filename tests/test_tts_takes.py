@@ -78,7 +78,9 @@ def test_takes_are_refused_where_they_cannot_work(prompt):
         next(_judged([0.0, 1.0]).stream("Hi.", prompt[0], takes=2, **kw))
 
 
-def test_a_saved_release_judges_with_its_fitted_aligner(real_speech_dir, prompt, tmp_path):
+@pytest.fixture(scope="module")
+def judged_release(real_speech_dir, tmp_path_factory):
+    """A tiny predictor-timed release whose aligner is fitted on six real clips (its tiny VAE's latents)."""
     from tts.data import load_audio
     from tts.manifests import real_speech
     from tts.phone_hmm import PhoneAligner
@@ -91,9 +93,32 @@ def test_a_saved_release_judges_with_its_fitted_aligner(real_speech_dir, prompt,
         pairs.append((tts.vae.encode(torch.from_numpy(wav), sr), tts.frontend.encode(r.text)))
     tts.aligner = PhoneAligner()
     tts.aligner.fit(pairs, iterations=1, progress=False)
-    rel = TTS.from_pretrained(tts.save_pretrained(tmp_path / "rel"))
+    return tts.save_pretrained(tmp_path_factory.mktemp("judged") / "rel")
+
+
+def test_a_saved_release_judges_with_its_fitted_aligner(judged_release, prompt):
+    rel = TTS.from_pretrained(judged_release)
     res = rel.synthesize("Hello there.", prompt[0], prompt_text=prompt[1], steps=2, takes=3, seed=1)
     [judged] = res.info["takes"]
     assert len(judged["scores"]) == 3 and all(np.isfinite(judged["scores"]))
     assert judged["kept"] == int(np.argmax(judged["scores"]))
     assert len(set(judged["scores"])) == 3  # three different takes, told apart
+
+
+def test_the_clis_take_takes_and_report_the_kept_one(judged_release, prompt, tmp_path, capsys):
+    import json
+
+    from tts import batch as batch_cli
+    from tts import synthesize as synth_cli
+
+    args = ["--checkpoint", str(judged_release), "--prompt", str(prompt[0]), "--prompt-text", prompt[1]]
+    rc = synth_cli.main(args + ["--text", "Hello.", "--out", str(tmp_path / "one.wav"), "--steps", "2", "--takes", "2"])
+    assert rc == 0 and '"takes": [{"kept": ' in capsys.readouterr().out
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "text": "Hi there.", "prompt_audio": str(prompt[0]),
+                                "prompt_text": prompt[1]}) + "\n")
+    rc = batch_cli.main([str(jobs), "--checkpoint", str(judged_release), "--out-dir", str(tmp_path / "out"),
+                         "--steps", "2", "--takes", "3", "--no-progress"])
+    [info] = [json.loads(x) for x in (tmp_path / "out" / "info.jsonl").read_text().splitlines()]
+    assert rc == 0 and len(info["takes"][0]["scores"]) == 3
+    assert info["takes"][0]["kept"] == int(np.argmax(info["takes"][0]["scores"]))

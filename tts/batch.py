@@ -10,7 +10,8 @@ TSV files need a header row with those column names (tab-separated, no quoting).
 - Resumable: jobs whose output exists are skipped; outputs are written to a temp file and renamed (atomic).
 - Isolated failures: a job that fails is listed in ``OUT_DIR/failures.jsonl`` (id + error) and the others go on.
 - Jobs with ``"protocol": "continuation"`` are synthesized in continuation mode (output = prompt + continuation).
-- Per job: ``OUT_DIR/info.jsonl`` records the output length and why generation stopped (``eos`` or ``cap``).
+- Per job: ``OUT_DIR/info.jsonl`` records the output length and why generation stopped (``eos`` or ``cap``), and
+  with ``--takes N`` the take kept and every take's score per sentence.
 - Summary: printed at the end and written to ``OUT_DIR/summary.json``. Exit status 1 when any job failed.
 - Checked before any synthesis (exit 2, every problem listed): the job list (JSON objects with unique ids), the
   output paths (tts/outputs.py: inside --out-dir, ``.wav``, none shared, none named like the batch's own files)
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                     write_wav_atomic(outs[j["id"]], res)
                     done, audio_s = done + 1, audio_s + res.duration
                     info = {"id": j["id"], "seconds": round(res.duration, 3), "stop": res.info.get("stop")}
+                    if "takes" in res.info:  # --takes N: the kept take and every take's score, per sentence
+                        info["takes"] = res.info["takes"]
                     with open(out_dir / "info.jsonl", "a") as f:  # per-job stop reason and length
                         f.write(json.dumps(info, default=str) + "\n")
                 except Exception as e:

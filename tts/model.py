@@ -241,9 +241,15 @@ class TTS:
     def _best_take(self, takes: list[list[Tensor]], row: Row) -> tuple[int, list[float]]:
         """A sentence's takes (generated items each) -> (index of the take the release's HMM aligner
         (tts/phone_hmm.py) finds most likely to say the row's script, every take's score: the log-likelihood per
-        frame of its best alignment to the script, higher is better; -inf for an empty take). Ties: the first."""
-        scores = [self.aligner.loglik(self._vae_frames(t), row.script) if t else float("-inf") for t in takes]
+        frame of its best alignment to the script, higher is better; -inf for an empty take). Ties: the first.
+        Each take is judged as heard: its audio encoded again by the VAE (the latents the aligner was fitted on),
+        which judged better than its generated latents (docs/experiments/real-voices.md, session 18)."""
+        scores = [self.aligner.loglik(self._heard(t), row.script) if t else float("-inf") for t in takes]
         return max(range(len(takes)), key=lambda k: (scores[k], -k)), scores
+
+    def _heard(self, items: list[Tensor]) -> Tensor:
+        """Generated items -> the VAE's latents [T, D] of their decoded audio."""
+        return self.vae.encode(self.vae.decode(self._vae_frames(items)), self.sample_rate)
 
     def _run_limits(self, script: list[int]) -> list[int]:
         """LM-head timing: items each symbol of ``script`` may take (tts/script_constraint.py ``run_limits``)."""

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sf.write(str(out), res.audio, res.sample_rate, subtype="PCM_16" if out.suffix.lower() == ".wav" else None)
-    info = {k: res.info[k] for k in ("frames", "stop", "rtf")}
+    info = {k: res.info[k] for k in ("frames", "stop", "rtf", "takes") if k in res.info}
     print(f"wrote {args.out}: {res.duration:.2f} s, prompt text {res.prompt_text!r}, {json.dumps(info)}")
     return 0
 
