@@ -232,7 +232,7 @@ def build_demo(
     default_cfg = float(getattr(getattr(tts_or_loader, "cfg", None), "cfg_scale", 1.5))
     default_temperature = float(getattr(getattr(tts_or_loader, "cfg", None), "temperature", 1.0))
 
-    def settings(prompt_text, steps, guidance, temperature, seed, speed, head="default", takes=1) -> dict:
+    def settings(prompt_text, steps, guidance, temperature, seed, speed, head="default") -> dict:
         """The form's settings, checked first (SynthesisOptions: NaN, inf, huge seeds are refused). Guidance left
         at the release's value is the release's (a one-step head carries it distilled in); ``head`` "default" is
         the release's default head."""
@@ -246,15 +246,12 @@ def build_demo(
             seed=seed,
             speed=speed,
             head=None if head in (None, "default") else head,
-            takes=1 if takes is None else takes,
         )
         return dict(prompt_text=(prompt_text or "").strip() or None, options=opts)
 
     @_friendly
-    def clone(
-        prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, do_check, head="default", takes=1
-    ):
-        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed, head, takes)
+    def clone(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, do_check, head="default"):
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed, head)
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
@@ -271,15 +268,8 @@ def build_demo(
         return (res.sample_rate, to_int16(audio)), image, res.prompt_text, info, report
 
     @_friendly
-    def clone_stream(
-        prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, head="default", takes=1
-    ):
-        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed, head, takes)
-        if kwargs["options"].takes > 1:
-            raise gr.Error(
-                "Best of several takes keeps a take only once all of them are done, so it cannot stream: "
-                "press Generate, or set Takes to 1 to stream."
-            )
+    def clone_stream(prompt_path, prompt_text, text, steps, guidance, temperature, seed, speed, head="default"):
+        kwargs = settings(prompt_text, steps, guidance, temperature, seed, speed, head)
         prompt_sr, prompt = read_prompt(prompt_path, cfg)
         text = check_text(text, cfg)
         tts = model.get()
@@ -331,11 +321,6 @@ def build_demo(
                             "faster, at the release's guidance), or the reference head (uses the steps and guidance "
                             "above)",
                         )
-                        takes = gr.Slider(
-                            1, 8, value=1, step=1,
-                            label="Takes: decode each sentence this many times and keep the one the release's "
-                            "phoneme aligner finds most likely to say the text (slower; Generate only)",
-                        )
                     do_check = gr.Checkbox(
                         value=False, label="Check it (ASR transcript + WER and speaker similarity; slower)"
                     )
@@ -369,10 +354,10 @@ def build_demo(
             image_tab(*image_model)
         inputs = [prompt, prompt_text, text, steps, guidance, temperature, seed, speed]
         generate.click(
-            clone, inputs + [do_check, head, takes], [out_audio, spec, used_text, info, report], api_name="clone"
+            clone, inputs + [do_check, head], [out_audio, spec, used_text, info, report], api_name="clone"
         )
         if streaming:
-            stream_btn.click(clone_stream, inputs + [head, takes], out_stream, api_name="clone_stream")
+            stream_btn.click(clone_stream, inputs + [head], out_stream, api_name="clone_stream")
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.max_queue)
     return demo
 

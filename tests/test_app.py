@@ -48,9 +48,9 @@ def server(tts):
     demo.close()
 
 
-def _clone(client, prompt, text, prompt_text=PROMPT_TEXT, seed=0, check=False, head="default", takes=1):
+def _clone(client, prompt, text, prompt_text=PROMPT_TEXT, seed=0, check=False, head="default"):
     prompt = handle_file(str(prompt)) if prompt is not None else None
-    return client.predict(prompt, prompt_text, text, 4, 1.5, 1.0, seed, 1.0, check, head, takes, api_name="/clone")
+    return client.predict(prompt, prompt_text, text, 4, 1.5, 1.0, seed, 1.0, check, head, api_name="/clone")
 
 
 def test_the_head_choice_reaches_the_api(server, real_speech_dir):
@@ -61,14 +61,6 @@ def test_the_head_choice_reaches_the_api(server, real_speech_dir):
     assert np.array_equal(default, ref)
     with pytest.raises(AppError, match="has no one-step head"):
         _clone(server, real_speech_dir / PROMPT, "Hello there.", head="one_step")
-
-
-def test_the_takes_setting_reaches_the_api(server, real_speech_dir):
-    """Takes go to SynthesisOptions.takes: this tiny release has no phoneme aligner to judge them, and says so."""
-    with pytest.raises(AppError, match="no phoneme aligner"):
-        _clone(server, real_speech_dir / PROMPT, "Hello there.", takes=2)
-    with pytest.raises(AppError, match="maximum value 8"):  # the form's slider bounds them
-        _clone(server, real_speech_dir / PROMPT, "Hello there.", takes=9)
 
 
 def test_clone_returns_the_models_waveform(server, tts, real_speech_dir):
@@ -222,7 +214,6 @@ def test_streamed_playback_covers_the_whole_result(tts, real_speech_dir):
             0,
             1.0,
             "default",
-            1,
             api_name="/clone_stream",
         )
         updates = list(job)
