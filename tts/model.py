@@ -509,7 +509,8 @@ class TTS:
         self, jobs: list[dict], batch_size: int = 8, on_error: str = "raise"
     ) -> list[SynthesisResult | TTSInputError]:
         """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
-        "max_seconds"?, "continuation"?, "speed"?}) decoded together: every sentence of every job is one row of a right-padded batch
+        "max_seconds"?, "continuation"?, "speed"?, "takes"?}) decoded together: every sentence of every job (every take
+        of it, with ``takes``) is one row of a right-padded batch
         (rows grouped by head/steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
         its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
         result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any
