@@ -30,7 +30,7 @@ at most ``max_output_seconds`` (and ``max_seconds`` of the call). The end of spe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -427,7 +427,7 @@ class TTS:
                     lat.setdefault(part[r], []).append(z)
                 else:
                     stop[part[r]] = reason
-        chosen = self._choose(job.rows, o.takes, lat)
+        chosen = self._choose(job.rows, o.takes, lambda k, t: lat.get((k, t), []))
         t2 = time.perf_counter()
         frames = [lat.get((k, take), []) for k, (take, _) in enumerate(chosen)]
         pieces = [self._decode_audio(x) for x in frames]
@@ -436,18 +436,13 @@ class TTS:
         return self._result(job, pieces, [len(x) for x in frames], stops, t2 - t1, t_vae, t0, chosen)
 
     def _choose(
-        self, rows: list[Row], takes: int, lat: dict[tuple[int, int], list[Tensor]], job: int | None = None
+        self, rows: list[Row], takes: int, items: Callable[[int, int], list[Tensor]]
     ) -> list[tuple[int, list[float] | None]]:
-        """Per sentence: (the take kept, every take's score (``_best_take``); None with one take). ``lat`` is keyed by
-        (sentence, take), or (job, sentence, take) when ``job`` is given."""
-        out = []
-        for k, row in enumerate(rows):
-            if takes == 1:
-                out.append((0, None))
-                continue
-            keys = [(k, t) if job is None else (job, k, t) for t in range(takes)]
-            out.append(self._best_take([lat.get(key, []) for key in keys], row))
-        return out
+        """Per sentence: (the take kept, every take's score (``_best_take``); None with one take). ``items(k, t)``:
+        the generated items of take t of sentence k."""
+        if takes == 1:
+            return [(0, None)] * len(rows)
+        return [self._best_take([items(k, t) for t in range(takes)], row) for k, row in enumerate(rows)]
 
     @torch.no_grad()
     def stream(
@@ -579,7 +574,7 @@ class TTS:
             if not isinstance(p, SynthesisJob):
                 out.append(p)
                 continue
-            chosen = self._choose(p.rows, settings[i][2], lat, job=i)
+            chosen = self._choose(p.rows, settings[i][2], lambda s, t, i=i: lat.get((i, s, t), []))
             t2 = time.perf_counter()
             frames = [lat.get((i, s, take), []) for s, (take, _) in enumerate(chosen)]
             pieces = [self._decode_audio(f) for f in frames]
