@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                 decoding.PLAN_FORCED_SCRIPTS = plan
                 t = time.perf_counter()
                 res = tts.synthesize(TEXT, **kw)
-                rtf[plan].append((time.perf_counter() - t) / res.duration)
+                rtf[plan].append((time.perf_counter() - t) / res.speech_seconds)
     finally:
         decoding.PLAN_FORCED_SCRIPTS = was
     grammar, plan = statistics.median(rtf[False]), statistics.median(rtf[True])

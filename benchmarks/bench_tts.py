@@ -281,7 +281,7 @@ def synthesis_breakdown(tts: TTS, kw: dict, steps: int, cfg: float) -> tuple:
     trunk.remove()
     head.remove()
     tm = res.info["timings"]
-    audio_s = res.duration
+    audio_s = res.speech_seconds
     frames = sum(res.info["frames"])
     items = frames // tts.cfg.patch  # trunk steps
     steps, rows = (1, 1) if one else (steps, 2 if cfg != 1.0 else 1)
@@ -315,7 +315,7 @@ def paragraph(tts: TTS, kw: dict) -> None:
         for _ in range(2):
             res = tts.synthesize(PARAGRAPH, PROMPT, **kw)
             best = min(best, res.info["timings"]["total_s"])
-        walls[name] = (best, res.duration, len(res.info["sentences"]))
+        walls[name] = (best, res.speech_seconds, len(res.info["sentences"]))
     del tts.SENTENCE_ROWS
     (t1, d, n), (t2, _, _) = walls["one after the other"], walls["together"]
     print(

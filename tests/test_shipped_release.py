@@ -21,7 +21,7 @@ def test_shipped_release_synthesises_a_sentence(real_speech_dir, real_manifest):
     res = tts.synthesize("Hello there.", real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0)
     assert res.sample_rate == tts.sample_rate == tts.vae.sample_rate == 16000
     assert res.audio.dtype == np.float32 and res.audio.ndim == 1 and np.isfinite(res.audio).all()
-    assert 0.3 < res.duration < 3.0  # two words, timed by the release's duration predictor
+    assert 0.3 < res.speech_seconds < 3.0  # two words, timed by the release's duration predictor
     assert np.abs(res.audio).max() <= 1.0 and np.sqrt(np.mean(res.audio**2)) > 1e-3  # speech, not silence
 
 
@@ -42,7 +42,17 @@ def _reference_inputs(real_speech_dir, real_manifest):
     return real_speech_dir / PROMPT, kw
 
 
-def _check_against_reference(audio: np.ndarray, frames: list[int], ref) -> None:
+def _speech(audio: np.ndarray, edge: int) -> np.ndarray:
+    """The audio between the release's edge silences (``TTSConfig.edge_seconds``), which must be silent."""
+    if edge:
+        assert len(audio) > 2 * edge and not audio[:edge].any() and not audio[-edge:].any()
+        audio = audio[edge:-edge]
+    return audio
+
+
+def _check_against_reference(audio: np.ndarray, frames: list[int], ref, edge: int) -> None:
+    """The pinned speech (without the edge silences, so that a change of edge_seconds alone keeps the pins)."""
+    audio = _speech(audio, edge)
     assert len(audio) == int(ref["length"]) and frames == ref["frames"].tolist()
     np.testing.assert_allclose(audio[:2000], ref["head"], atol=1e-4)
     np.testing.assert_allclose(audio[-2000:], ref["tail"], atol=1e-4)
@@ -66,12 +76,13 @@ def test_shipped_release_output_is_unchanged(real_speech_dir, real_manifest, hea
     ref = np.load(REFERENCES[head])
     prompt, kw = _reference_inputs(real_speech_dir, real_manifest)
     kw["head"] = head
+    edge = int(tts.cfg.edge_seconds * tts.sample_rate)
     res = tts.synthesize(REFERENCE_TEXT, prompt, **kw)
-    _check_against_reference(res.audio, res.info["frames"], ref)
+    _check_against_reference(res.audio, res.info["frames"], ref, edge)
     streamed = np.concatenate(list(tts.stream(REFERENCE_TEXT, prompt, **kw)))
-    _check_against_reference(streamed, res.info["frames"], ref)
+    _check_against_reference(streamed, res.info["frames"], ref, edge)
     [batched] = tts.synthesize_batch([dict(text=REFERENCE_TEXT, prompt_audio=prompt, **kw)])
-    _check_against_reference(batched.audio, batched.info["frames"], ref)
+    _check_against_reference(batched.audio, batched.info["frames"], ref, edge)
 
 
 def write_reference(real_speech_dir: Path) -> None:
@@ -92,7 +103,7 @@ def write_reference(real_speech_dir: Path) -> None:
         res = tts.synthesize(
             REFERENCE_TEXT, real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0, head=head
         )
-        a = res.audio
+        a = _speech(res.audio, int(tts.cfg.edge_seconds * tts.sample_rate))
         np.savez(
             path,
             head=a[:2000],

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(res, SynthesisResult):
                 try:
                     write_wav_atomic(outs[j["id"]], res)
-                    done, audio_s = done + 1, audio_s + res.duration
+                    done, audio_s = done + 1, audio_s + res.speech_seconds
                     info = {"id": j["id"], "seconds": round(res.duration, 3), "stop": res.info.get("stop")}
                     if "takes" in res.info:  # --takes N: the kept take and every take's score, per sentence
                         info["takes"] = res.info["takes"]

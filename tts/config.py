@@ -15,6 +15,7 @@ from tts.layout import MODALITY
 from tts.options import MAX_TEMPERATURE
 
 TIMINGS = ("lm", "predictor")
+MAX_EDGE_SECONDS = 5.0  # pause_seconds / edge_seconds: silences, not content
 # what the unconditional (guidance) rows drop: the phonemes only, or the prompt's voice too (a model trained
 # with ``p_drop_prompt`` > 0, tts/layout.py)
 GUIDANCES = ("text", "text+voice")
@@ -104,6 +105,10 @@ class TTSConfig:
     silence_rms: float = 1e-3  # prompts quieter than this RMS count as silent
     sentence_max_chars: int = 250
     pause_seconds: float = 0.2  # silence between sentences of a long text
+    # silence before the first and after the last sentence of every output (continuation mode: after it only). The
+    # model's speech starts at the first sample; an ASR (Whisper) mishears a first word with no lead-in, as
+    # recordings always have one (~0.3 s on the dev sets). tts_demo: 0.3 (docs/experiments/real-voices.md, session 19)
+    edge_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if MODALITY not in self.model.modalities:
@@ -118,6 +123,11 @@ class TTSConfig:
             raise ValueError("frame_rate and max_frames_per_phoneme must be positive")
         if self.cfg_scale < 0:
             raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if not 0 <= self.edge_seconds <= MAX_EDGE_SECONDS or not 0 <= self.pause_seconds <= MAX_EDGE_SECONDS:
+            raise ValueError(
+                f"edge_seconds and pause_seconds must be in [0, {MAX_EDGE_SECONDS:g}], got {self.edge_seconds}, "
+                f"{self.pause_seconds}"
+            )
         if not 0 <= self.temperature <= MAX_TEMPERATURE:
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}")
         if self.guidance not in GUIDANCES:

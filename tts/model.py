@@ -75,6 +75,11 @@ class SynthesisResult:
     def duration(self) -> float:
         return len(self.audio) / self.sample_rate
 
+    @property
+    def speech_seconds(self) -> float:
+        """Seconds of audio less the silence ``TTSConfig.edge_seconds`` put around it (what an RTF divides by)."""
+        return self.duration - self.info.get("edges_s", 0.0)
+
 
 class TTS:
     SENTENCE_ROWS = 8  # sentences of one text decoded together by ``synthesize`` (weights read once per step)
@@ -345,18 +350,26 @@ class TTS:
     def _pause(self) -> np.ndarray:
         return np.zeros(int(self.cfg.pause_seconds * self.sample_rate), dtype=np.float32)
 
+    def _edge(self) -> np.ndarray:
+        """The silence before the first and after the last sentence (``TTSConfig.edge_seconds``)."""
+        return np.zeros(int(self.cfg.edge_seconds * self.sample_rate), dtype=np.float32)
+
     def _result(
         self, job: SynthesisJob, pieces: list[np.ndarray], items: list[int], stops, t_gen, t_vae, t0,
         chosen: list[tuple[int, list[float] | None]] | None = None,
     ) -> SynthesisResult:
         """items: generated items per sentence (reported as VAE frames); chosen: ``_choose``'s (take kept, the
         takes' scores) per sentence, reported when there were several takes."""
-        out = [] if job.continuation_audio is None else [np.asarray(job.continuation_audio, dtype=np.float32)]
+        edge = self._edge()
+        lead = edge if job.continuation_audio is None else np.asarray(job.continuation_audio, dtype=np.float32)
+        out = [lead]
         for i, p in enumerate(pieces):
             if i:
                 out.append(self._pause())
             out.append(p)
-        audio = np.concatenate(out) if out else np.zeros(0, np.float32)
+        out.append(edge)
+        audio = np.concatenate(out)
+        edges = (len(edge) * (2 if job.continuation_audio is None else 1)) / self.sample_rate
         total = time.perf_counter() - t0
         info = {
             "frames": [n * self.cfg.patch for n in items],  # VAE frames
@@ -364,7 +377,8 @@ class TTS:
             "sentences": job.sentences,
             "prompt_frames": int(job.prompt.shape[0]) * self.cfg.patch,  # VAE frames
             "timings": {**job.timings, "generate_s": t_gen, "vae_decode_s": t_vae, "total_s": total},
-            "rtf": total / max(len(audio) / self.sample_rate, 1e-9),
+            "edges_s": edges,  # TTSConfig.edge_seconds of silence before and after the speech
+            "rtf": total / max(len(audio) / self.sample_rate - edges, 1e-9),
         }
         if chosen and any(scores is not None for _, scores in chosen):
             info["takes"] = [{"kept": take, "scores": scores} for take, scores in chosen]
@@ -479,6 +493,7 @@ class TTS:
                 "stream; use synthesize (or takes=1)"
             )
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, speed=o.speed)
+        lead = self._edge()  # rides with the first chunk of speech, so it does not count as first audio
         for i, row in enumerate(job.rows):
             if i:
                 yield self._pause()
@@ -497,7 +512,13 @@ class TTS:
                     yield self._vae_frames(buf)
 
             for y in self.vae.decode_stream(latent_chunks()):
-                yield y.cpu().numpy().astype(np.float32)
+                y = y.cpu().numpy().astype(np.float32)
+                if lead is not None:
+                    y, lead = np.concatenate([lead, y]), None
+                yield y
+        rest = self._edge() if lead is None else np.concatenate([lead, self._edge()])  # the trailing silence
+        if len(rest):
+            yield rest
 
     @torch.no_grad()
     def synthesize_batch(
