@@ -38,10 +38,11 @@ def test_grown_release_speaks_as_the_release_did(real_speech_dir, real_manifest,
     before = TTS.from_pretrained(RELEASE)
     want = before.synthesize("Hello there.", real_speech_dir / PROMPT, **kw)
 
-    main([str(RELEASE), "--layers", "9", "--out", str(tmp_path / "grown")])
+    n = before.cfg.model.trunk.n_layers  # the shipped release's depth (9 since session 19), grown by 3
+    main([str(RELEASE), "--layers", str(n + 3), "--out", str(tmp_path / "grown")])
     assert "grew" in capsys.readouterr().out
     grown = TTS.from_pretrained(tmp_path / "grown")
-    assert grown.cfg.model.trunk.n_layers == 9 and len(grown.lm.trunk.layers) == 9
+    assert grown.cfg.model.trunk.n_layers == n + 3 and len(grown.lm.trunk.layers) == n + 3
     block = sum(p.numel() for p in before.lm.trunk.layers[0].parameters())
     n_before, n_grown = (sum(p.numel() for p in t.lm.parameters()) for t in (before, grown))
     assert n_grown - n_before == 3 * block
@@ -51,13 +52,18 @@ def test_grown_release_speaks_as_the_release_did(real_speech_dir, real_manifest,
     np.testing.assert_allclose(got.audio, want.audio, atol=1e-4)
 
     # a new block is a copy of the one below with its outputs zeroed; the old blocks are unchanged
-    new, below = grown.lm.trunk.layers[2], before.lm.trunk.layers[1]
-    assert not new.attn.out.weight.any() and not new.mlp.down.weight.any()
-    assert torch.equal(new.attn.qkv.weight, below.attn.qkv.weight)
-    assert torch.equal(grown.lm.trunk.layers[3].mlp.down.weight, before.lm.trunk.layers[2].mlp.down.weight)
+    plan = insertion_plan(n, n + 3)
+    for i, (src, is_new) in enumerate(plan):
+        layer, old = grown.lm.trunk.layers[i], before.lm.trunk.layers[src]
+        if is_new:
+            assert not layer.attn.out.weight.any() and not layer.mlp.down.weight.any()
+            assert torch.equal(layer.attn.qkv.weight, old.attn.qkv.weight)
+        else:
+            assert torch.equal(layer.mlp.down.weight, old.mlp.down.weight)
+    assert sum(is_new for _, is_new in plan) == 3
 
     with pytest.raises(SystemExit) as e:  # the folder is not overwritten
-        main([str(RELEASE), "--layers", "9", "--out", str(tmp_path / "grown")])
+        main([str(RELEASE), "--layers", str(n + 3), "--out", str(tmp_path / "grown")])
     assert e.value.code == 2
     with pytest.raises(ValueError, match="grows to between"):
         grow_depth(before.lm, 20)
