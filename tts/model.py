@@ -477,8 +477,9 @@ class TTS:
         options: SynthesisOptions | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
-        frames, then every ``chunk_frames``). The chunks concatenate to ``synthesize`` with the same arguments.
-        Bad input raises when the first chunk is asked for, before any frame is generated."""
+        frames, then every ``chunk_frames``). The chunks concatenate to ``synthesize`` with the same arguments
+        less its leading ``edge_seconds`` of silence (a live listener would only wait for it; the trailing one is
+        the last chunk). Bad input raises when the first chunk is asked for, before any frame is generated."""
         if chunk_frames < 1 or first_chunk_frames < 1:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         kw = dict(
@@ -493,7 +494,6 @@ class TTS:
                 "stream; use synthesize (or takes=1)"
             )
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, speed=o.speed)
-        lead = self._edge()  # rides with the first chunk of speech, so it does not count as first audio
         for i, row in enumerate(job.rows):
             if i:
                 yield self._pause()
@@ -512,13 +512,10 @@ class TTS:
                     yield self._vae_frames(buf)
 
             for y in self.vae.decode_stream(latent_chunks()):
-                y = y.cpu().numpy().astype(np.float32)
-                if lead is not None:
-                    y, lead = np.concatenate([lead, y]), None
-                yield y
-        rest = self._edge() if lead is None else np.concatenate([lead, self._edge()])  # the trailing silence
-        if len(rest):
-            yield rest
+                yield y.cpu().numpy().astype(np.float32)
+        tail = self._edge()  # the trailing edge silence (the leading one is left out: it would only delay speech)
+        if len(tail):
+            yield tail
 
     @torch.no_grad()
     def synthesize_batch(
