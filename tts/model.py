@@ -347,12 +347,9 @@ class TTS:
             return np.zeros(0, dtype=np.float32)
         return self.vae.decode(self._vae_frames(items)).cpu().numpy().astype(np.float32)
 
-    def _pause(self) -> np.ndarray:
-        return np.zeros(int(self.cfg.pause_seconds * self.sample_rate), dtype=np.float32)
-
-    def _edge(self) -> np.ndarray:
-        """The silence before the first and after the last sentence (``TTSConfig.edge_seconds``)."""
-        return np.zeros(int(self.cfg.edge_seconds * self.sample_rate), dtype=np.float32)
+    def _silence(self, seconds: float) -> np.ndarray:
+        """Silence between sentences (``cfg.pause_seconds``) or around the speech (``cfg.edge_seconds``)."""
+        return np.zeros(int(seconds * self.sample_rate), dtype=np.float32)
 
     def _result(
         self, job: SynthesisJob, pieces: list[np.ndarray], items: list[int], stops, t_gen, t_vae, t0,
@@ -360,12 +357,12 @@ class TTS:
     ) -> SynthesisResult:
         """items: generated items per sentence (reported as VAE frames); chosen: ``_choose``'s (take kept, the
         takes' scores) per sentence, reported when there were several takes."""
-        edge = self._edge()
+        edge = self._silence(self.cfg.edge_seconds)
         lead = edge if job.continuation_audio is None else np.asarray(job.continuation_audio, dtype=np.float32)
         out = [lead]
         for i, p in enumerate(pieces):
             if i:
-                out.append(self._pause())
+                out.append(self._silence(self.cfg.pause_seconds))
             out.append(p)
         out.append(edge)
         audio = np.concatenate(out)
@@ -496,7 +493,7 @@ class TTS:
         job = prepare_job(self, text, prompt_audio, prompt_text, o.max_seconds, speed=o.speed)
         for i, row in enumerate(job.rows):
             if i:
-                yield self._pause()
+                yield self._silence(self.cfg.pause_seconds)
 
             def latent_chunks(row=row, i=i) -> Iterator[Tensor]:
                 g = [self._generator(o.seed, i)]
@@ -513,7 +510,7 @@ class TTS:
 
             for y in self.vae.decode_stream(latent_chunks()):
                 yield y.cpu().numpy().astype(np.float32)
-        tail = self._edge()  # the trailing edge silence (the leading one is left out: it would only delay speech)
+        tail = self._silence(self.cfg.edge_seconds)  # the trailing edge silence (no leading one: it would delay speech)
         if len(tail):
             yield tail
 
