@@ -80,6 +80,35 @@ def test_init_from_a_release_starts_from_its_weights(corpus, tmp_path):
     assert all(torch.equal(v, tr2.lm.state_dict()[k]) for k, v in tr3.lm.state_dict().items())
 
 
+def test_a_campaign_goes_on_from_its_release_at_start_step(corpus, tmp_path):
+    """A campaign whose run folder is gone goes on from its release: the step counter and the cosine continue at
+    start_step, the lr warms up again (fresh optimizer moments), and a resumed run keeps the offset it began with."""
+    recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
+    release = train_tiny_release(recipe, corpus["manifest"], tmp_path / "release", steps=3)
+    over = [f"init_from={release}", f"out_dir={tmp_path / 'run2'}", "max_steps=100", "optim.lr=1e-3"]
+    over += ["optim.warmup_steps=4", "start_step=50"]
+    tr = Trainer(load_config(TrainConfig, recipe, over), resume=False)
+    tr.setup_data(read_jsonl(corpus["manifest"]))
+    assert tr.step == 50
+    lrs = [tr.train_step()["lr"] for _ in range(6)]  # the lr of the next update after each step
+    for k, lr in enumerate(lrs, start=1):
+        want = 1e-3 * tr._lr_factor(50 + k) * min(1.0, (k + 1) / 4)
+        assert lr == pytest.approx(want, rel=1e-6), (k, lr, want)
+    assert lrs[-1] < 0.6e-3  # past the warmup: the cosine at step 56 (~0.49 of the peak), not a new one
+    assert tr.step == 56
+    tr.save()
+    # rerun with another start_step: the checkpoint's offset wins, so the schedule resumes exactly
+    tr2 = Trainer(load_config(TrainConfig, recipe, [*over[:-1], "start_step=7"]))
+    tr2.setup_data(read_jsonl(corpus["manifest"]))
+    assert (tr2.step, tr2.start_step) == (56, 50)
+    assert tr2.train_step()["lr"] == pytest.approx(1e-3 * tr._lr_factor(57), rel=1e-6)
+    assert tr2.ema_tts().save_pretrained(tmp_path / "rel2").is_dir()
+    with pytest.raises(ValueError, match="needs init_from"):
+        load_config(TrainConfig, recipe, ["start_step=5"])
+    with pytest.raises(ValueError, match="not below max_steps"):
+        load_config(TrainConfig, recipe, [*over, "max_steps=50"])
+
+
 def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):
     recipe = write_tiny_recipe(tmp_path / "r.yaml", corpus, tmp_path / "run")
     tr = Trainer(load_config(TrainConfig, recipe), resume=False)

@@ -128,8 +128,11 @@ class Trainer:
         self.opt = torch.optim.AdamW(
             self.lm.parameters(), o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
         )
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
-        self.step, self.epoch, self.pos = 0, 0, 0
+        # the scheduler counts this run's updates; the schedule reads them from start_step on (0 unless a
+        # run continues a release's schedule), which a resumed run takes from its checkpoint
+        self.start_step = cfg.start_step
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._run_lr_factor)
+        self.step, self.epoch, self.pos = self.start_step, 0, 0
         if resume and self.ckpt.is_file():
             # under FSDP every rank reads the whole file: keep it on the CPU, shards go to the device one by one
             where = "cpu" if self.fsdp else self.device
@@ -148,6 +151,14 @@ class Trainer:
         if not torch.allclose(getattr(src.lm, mean), getattr(self.lm, mean).cpu(), atol=1e-5):
             raise ValueError(f"init_from={directory}: its latent statistics differ from vae={self.cfg.vae}'s")
         load_state_dict_strict(self.lm, src.lm.state_dict(), source=str(directory))
+
+    def _run_lr_factor(self, k: int) -> float:
+        """The lr factor of this run's k-th update: the schedule at start_step + k, warmed up again when the run
+        continues a release's schedule (its optimizer moments start afresh)."""
+        factor = self._lr_factor(self.start_step + k)
+        if self.start_step:
+            factor *= min(1.0, (k + 1) / max(1, self.cfg.optim.warmup_steps))
+        return factor
 
     def _lr_factor(self, step: int) -> float:
         o = self.cfg.optim
@@ -206,6 +217,7 @@ class Trainer:
             "optimizer": self._optim_state(),
             "scheduler": self.sched.state_dict(),
             "step": self.step,
+            "start_step": self.start_step,
             "epoch": self.epoch,
             "pos": self.pos,
             "rng": rng_state(),
@@ -219,6 +231,7 @@ class Trainer:
             self.lm.load_state_dict(s["model"])
             self.ema = {k: v.to(self.device) for k, v in s["ema"].items()}
             self.opt.load_state_dict(s["optimizer"])
+        self.start_step = int(s.get("start_step", 0))  # as the run began, whatever this rerun's config says
         self.sched.load_state_dict(s["scheduler"])
         self.step, self.epoch, self.pos = int(s["step"]), int(s["epoch"]), int(s["pos"])
         set_rng_state(s["rng"])
@@ -467,9 +480,13 @@ def main(argv: list[str] | None = None) -> None:
         valid = validation_prompts(vrows, cfg.data.num_samples)
     if trainer.rank == 0:
         n = sum(p.numel() for p in trainer.lm.parameters())
+        begun = trainer.step > trainer.start_step  # resumed from last.pt, not a new run
+        where = f"{'resuming' if begun else 'starting'} at step {trainer.step}"
+        if trainer.start_step:
+            where += f" (the schedule of init_from continued from step {trainer.start_step})"
         print(
             f"tts: {n / 1e6:.2f}M params, {len(trainer.ds)} items, {len(trainer.sampler)} batches/epoch/rank, "
-            f"world {trainer.world}, device {trainer.device}, resuming at step {trainer.step}",
+            f"world {trainer.world}, device {trainer.device}, {where}",
             flush=True,
         )
     trainer.fit(valid)

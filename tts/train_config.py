@@ -86,6 +86,10 @@ class TrainConfig:
     threads: int = 1  # torch CPU threads
     progress: bool = True
     init_from: str = ""  # a TTS release whose LatentLM weights start a new run (same model config)
+    # with init_from: the step a new run starts at, continuing that release's lr schedule (a campaign whose run
+    # folder is gone goes on from its release: the release's meta "steps"); warmup_steps re-run from there,
+    # since the optimizer's moments start afresh. 0 = a new schedule from step 0
+    start_step: int = 0
     max_bad_steps: int = 20  # non-finite updates are skipped; this many in a row stop the run
 
     @classmethod
@@ -109,6 +113,10 @@ class TrainConfig:
             raise ValueError(
                 f"need ctc_weight >= 0 and ctc_blind in [0, 1]; got {self.ctc_weight}, {self.ctc_blind}"
             )
+        if self.start_step < 0 or (self.start_step and not self.init_from):
+            raise ValueError(f"start_step must be >= 0 and needs init_from, got {self.start_step}")
+        if self.start_step and self.start_step >= self.max_steps:
+            raise ValueError(f"start_step={self.start_step} is not below max_steps={self.max_steps}")
         if self.max_bad_steps < 1:
             raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
         if self.tts.interleave and self.ctc_weight > 0:
