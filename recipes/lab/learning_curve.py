@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 RECORDINGS = {"heard": 88.2, "sim": 0.846}  # the real-voice dev recordings themselves (one-step-head.md)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = read_points(a.csv)
     print(markdown(rows))
     plot(rows, a.png)
-    print(f"wrote {a.png}")
+    print(f"wrote {a.png}", file=sys.stderr)  # stdout is the table alone, to paste
 
 
 if __name__ == "__main__":
