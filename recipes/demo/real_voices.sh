@@ -8,7 +8,8 @@
 # the release's VAE (data/latents_real), durations timed with the release's own aligner (so the new data is
 # timed as its duration predictor was trained), then tts.train from INIT (default checkpoints/tts_demo), with
 # held-out speakers refused. Rerunning the same command resumes RUN/last.pt exactly; when RUN is gone the run
-# starts again from INIT (with START_STEP=release: at the step INIT records, on the same cosine). The release goes to RUN/release; measure it with
+# starts again from INIT (with START_STEP=release: at the step INIT records, on the same cosine). The release goes
+# to RUN/release; measure it with
 #   bash recipes/demo/evaluate_real_voices.sh RUN/release eval/real_voices/NAME
 # and ship it only when it beats the shipped release over three seeds (checkpoints/tts_demo/README.md).
 # Knobs (environment): INIT, LR (1e-4), WARMUP (30), THREADS (2), PYTHON, and SPEEDS="0.9 1.1": train on the rows
