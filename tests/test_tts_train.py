@@ -103,10 +103,18 @@ def test_a_campaign_goes_on_from_its_release_at_start_step(corpus, tmp_path):
     assert (tr2.step, tr2.start_step) == (56, 50)
     assert tr2.train_step()["lr"] == pytest.approx(1e-3 * tr._lr_factor(57), rel=1e-6)
     assert tr2.ema_tts().save_pretrained(tmp_path / "rel2").is_dir()
+    # a campaign extended on resume (a larger max_steps): the cosine is refitted to the new end from the step it is at
+    tr3 = Trainer(load_config(TrainConfig, recipe, [*over[:-1], "max_steps=200"]))
+    tr3.setup_data(read_jsonl(corpus["manifest"]))
+    assert (tr3.step, tr3.start_step) == (56, 50)
+    want = 1e-3 * tr3._lr_factor(57)
+    assert want > 1e-3 * tr._lr_factor(57) and tr3.train_step()["lr"] == pytest.approx(want, rel=1e-6)
     with pytest.raises(ValueError, match="needs init_from"):
         load_config(TrainConfig, recipe, ["start_step=5"])
     with pytest.raises(ValueError, match="not below max_steps"):
         load_config(TrainConfig, recipe, [*over, "max_steps=50"])
+    with pytest.raises(ValueError, match="inside the schedule's warmup"):
+        load_config(TrainConfig, recipe, [*over[:-1], "start_step=3"])
 
 
 def test_phoneme_cache_written_next_to_latents(corpus, tmp_path):

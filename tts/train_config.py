@@ -117,6 +117,12 @@ class TrainConfig:
             raise ValueError(f"start_step must be >= 0 and needs init_from, got {self.start_step}")
         if self.start_step and self.start_step >= self.max_steps:
             raise ValueError(f"start_step={self.start_step} is not below max_steps={self.max_steps}")
+        if 0 < self.start_step < self.optim.warmup_steps:
+            # the run warms up again from start_step: inside the schedule's own warmup the two ramps would multiply
+            raise ValueError(
+                f"start_step={self.start_step} is inside the schedule's warmup (optim.warmup_steps="
+                f"{self.optim.warmup_steps}): continue a release from a step past its warmup, or start at 0"
+            )
         if self.max_bad_steps < 1:
             raise ValueError(f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
         if self.tts.interleave and self.ctc_weight > 0:
