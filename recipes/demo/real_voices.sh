@@ -16,8 +16,8 @@
 # plus their speed-perturbed copies (tts.perturb: each copy a new speaker; data/real_voices_sp, data/latents_real_sp),
 # ARGS="key=value ...": more tts.train overrides (e.g. ARGS="p_uncond=0.15 p_drop_prompt=0.5 tts.guidance=text+voice"),
 # STEPS=N: a campaign over several working periods: the cosine runs to step N whatever each period's MINUTES
-# (without it each rerun refits the cosine to its own time limit: a warm restart per rerun; a rerun with a larger
-# STEPS resumes at its step on the cosine refitted to the new end: a campaign extended, lr raised a little),
+# (without it each rerun refits the cosine to its own time limit: a warm restart per rerun); a rerun with a larger
+# STEPS resumes at its step on the cosine refitted to the new end (a campaign extended, lr raised a little),
 # START_STEP=N|release: a campaign whose RUN is gone goes on from its release (INIT) at step N of the same cosine
 # ("release": the step INIT records, its config.json meta.steps), lr warmed up again from there,
 # MIX=MANIFEST: that manifest's rows (e.g. the synthetic demo corpus, data/corpus/train.jsonl of
