@@ -2,14 +2,16 @@
 with int8 weights (``TTS.use_onnx(int8=True)``), runs alternating so machine noise hits every path alike.
 
     python -m benchmarks.bench_decode_paths [--checkpoint checkpoints/tts_demo [OTHER ...]] [--runs 5]
-        [--threads 2] [--paths torch onnx onnx-int8]
+        [--threads 2] [--paths torch onnx onnx-int8] [--bridge both|on|off]
 
 Prints the median RTF of each path (the benchmark sentence of benchmarks/bench_tts.py, seed 0, the release's
 default head) and its speed-up over the first path; with several releases (e.g. a ``tts.patch=2`` one beside the
 shipped one), every path of each, all alternated, against the first release's first path. On a shared machine (CPU steal) single runs swing by tens of
 percent; the medians of alternated runs and their ratios are what to compare. The float32 paths give the same
 audio to float rounding (tests/test_onnx_step.py); the int8 path's weights are quantised, so its speech differs
-and its quality is measured separately (docs/experiments/one-step-head.md).
+and its quality is measured separately (docs/experiments/one-step-head.md). A release with a step bridge
+(latentlm/bridge.py) runs every path with it and without it (``--bridge both``, the default): a bridged
+synthesis makes half the trunk calls and is a different (measured) decode, not the same audio.
 """
 
 from __future__ import annotations
@@ -27,22 +29,28 @@ PATHS = ("torch", "onnx", "onnx-int8")
 
 
 def runtimes(tts: TTS, paths: list[str]) -> dict[str, tuple]:
-    """path -> (trunk runtime, head runtime) to install on ``tts`` (None: eager PyTorch)."""
+    """path -> (trunk runtime, head runtime, bridge runtime) to install on ``tts`` (None: eager PyTorch)."""
     head = tts.one_step[0] if tts.one_step is not None else None
     out: dict[str, tuple] = {}
     for p in paths:
         if p == "torch":
-            out[p] = (None, None)
+            out[p] = (None, None, None)
         else:
             tts.use_onnx(threads=1, int8=p == "onnx-int8")
-            out[p] = (tts.lm.trunk.runtime, head.runtime if head is not None else None)
+            out[p] = (
+                tts.lm.trunk.runtime,
+                head.runtime if head is not None else None,
+                tts.bridge.runtime if tts.bridge is not None else None,
+            )
     return out
 
 
-def use(tts: TTS, pair: tuple) -> None:
-    tts.lm.trunk.runtime = pair[0]
+def use(tts: TTS, runtimes_: tuple) -> None:
+    tts.lm.trunk.runtime = runtimes_[0]
     if tts.one_step is not None:
-        tts.one_step[0].runtime = pair[1]
+        tts.one_step[0].runtime = runtimes_[1]
+    if tts.bridge is not None:
+        tts.bridge.runtime = runtimes_[2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (ONNX Runtime runs on one)")
     ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    ap.add_argument("--bridge", choices=["both", "on", "off"], default="both",
+                    help="releases with a step bridge: time every path with it, without it, or both")
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -63,25 +73,29 @@ def main(argv: list[str] | None = None) -> None:
     paths = list(dict.fromkeys(args.paths))
     releases = {c: TTS.from_pretrained(c) for c in dict.fromkeys(args.checkpoint)}
     rts = {c: runtimes(tts, paths) for c, tts in releases.items()}
-    cases = [(c, p) for c in releases for p in paths]
+    modes = {"both": [True, False], "on": [True], "off": [False]}[args.bridge]
+    cases = [
+        (c, p, b) for c in releases for p in paths for b in (modes if releases[c].bridge is not None else [False])
+    ]
     kw = dict(prompt_audio=PROMPT, prompt_text=PROMPT_TEXT, seed=0)
-    for c, p in cases:  # warm-up: first calls allocate
+    for c, p, b in cases:  # warm-up: first calls allocate
         use(releases[c], rts[c][p])
-        releases[c].synthesize("Warm up.", **kw)
+        releases[c].synthesize("Warm up.", bridge=b, **kw)
     rtf: dict[tuple, list[float]] = {k: [] for k in cases}
     for _ in range(args.runs):
-        for c, p in cases:
+        for c, p, b in cases:
             use(releases[c], rts[c][p])
             t = time.perf_counter()
-            res = releases[c].synthesize(TEXT, **kw)
-            rtf[c, p].append((time.perf_counter() - t) / res.speech_seconds)
+            res = releases[c].synthesize(TEXT, bridge=b, **kw)
+            rtf[c, p, b].append((time.perf_counter() - t) / res.speech_seconds)
     base = statistics.median(rtf[cases[0]])
     print(f"torch threads {args.threads}, {args.runs} alternated runs per path; ratios against the first row")
-    for c, p in cases:
-        med = statistics.median(rtf[c, p])
-        runs = ", ".join(f"{x:.3f}" for x in rtf[c, p])
+    for c, p, b in cases:
+        med = statistics.median(rtf[c, p, b])
+        runs = ", ".join(f"{x:.3f}" for x in rtf[c, p, b])
         name = f"{c} ({releases[c].cfg.patch} frame(s) per item)" if len(releases) > 1 else c
-        print(f"{name} {p:10s} median RTF {med:.3f} ({runs}); {base / med:.2f}x")
+        path = p + ("+bridge" if b else "")
+        print(f"{name} {path:17s} median RTF {med:.3f} ({runs}); {base / med:.2f}x")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ streaming, and the speed-up from the KV cache.
     python -m benchmarks.bench_tts --checkpoint none --patch 4    # untrained, 4 VAE frames per item (tts.patch)
     python -m benchmarks.bench_tts --size 100m                    # untrained, ~100M parameters
     python -m benchmarks.bench_tts --backend both --head one_step # PyTorch vs ONNX Runtime decode steps
+    python -m benchmarks.bench_tts --size 100m --head one_step --backend onnx --quantize int8 --threads 2
 
 Default release: checkpoints/tts_demo when present; otherwise an UNTRAINED model of the demo size
 (recipes/demo/tts_small.yaml, with checkpoints/vae_small as its VAE when present) that is made to run to the
@@ -14,7 +15,9 @@ length cap: speed does not depend on the weights, only on how many frames are ge
 
 - RTF = wall time / seconds of audio, per head (the reference head: ``steps`` evaluations per frame, x2 rows
   with CFG; the one-step head, latentlm/one_step.py: one evaluation, one row, trunk on one row too); breakdown:
-  trunk forwards (prefill + one cached step per item), diffusion head, VAE decode, the rest.
+  trunk forwards (prefill + one cached step per item), diffusion head, VAE decode, the rest. The one-step head
+  decodes with the release's step bridge (latentlm/bridge.py: every second frame without a trunk call; an
+  untrained stand-in where the release has none, speed only; ``--no-bridge``: every frame from the trunk).
 - Time to first audio: from calling ``stream`` to its first chunk (prompt encoding and prefill included).
 - KV cache: trunk time with the cache against re-running the whole prefix + generated frames every step
   (measured on every 25th step and integrated over the generated length).
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from latentlm.bridge import BridgeConfig, StepBridge
 from latentlm.linear import quantize_int8
 from latentlm.one_step import OneStepConfig, student_from
 from latentlm.sequence import Batch
@@ -156,6 +160,10 @@ def main() -> None:
     )
     ap.add_argument("--quantize", choices=["int8"], default=None, help="the trunk's linears in dynamic int8")
     ap.add_argument(
+        "--no-bridge", dest="bridge", action="store_false",
+        help="the one-step head without the step bridge (latentlm/bridge.py): every frame from the trunk",
+    )
+    ap.add_argument(
         "--backend",
         choices=["torch", "onnx", "both"],
         default="torch",
@@ -185,6 +193,10 @@ def main() -> None:
     heads = ["reference", "one_step"] if args.head == "both" else [args.head]
     if "one_step" in heads and stand_in_one_step(tts, cfg):
         print("one_step: this release has no one-step head; timing an undistilled copy of its head (speed only)")
+    if "one_step" in heads and args.bridge and stand_in_bridge(tts):
+        print("one_step: this release has no step bridge; timing an untrained one (speed only)")
+    if not args.bridge:
+        tts.bridge = None
     kw = dict(prompt_text=PROMPT_TEXT, steps=args.steps, cfg=cfg, seed=0, max_seconds=args.seconds)
     if args.backend != "torch":  # exported from the float32 trunk, before PyTorch's int8 replaces its linears
         tts.use_onnx(int8=args.quantize == "int8")  # its default: one ONNX Runtime thread
@@ -228,12 +240,18 @@ def main() -> None:
 
 def compare_backends(tts: TTS, kw: dict, steps: int, cfg: float) -> None:
     """RTF of the same synthesis with the decode steps in PyTorch and in ONNX Runtime, alternated twice."""
-    saved = (tts.lm.trunk.runtime, tts.one_step[0].runtime if tts.one_step else None)
+    saved = (
+        tts.lm.trunk.runtime,
+        tts.one_step[0].runtime if tts.one_step else None,
+        tts.bridge.runtime if tts.bridge is not None else None,
+    )
 
     def use(onnx: bool) -> None:
         tts.lm.trunk.runtime = saved[0] if onnx else None
         if tts.one_step is not None:
             tts.one_step[0].runtime = saved[1] if onnx else None
+        if tts.bridge is not None:
+            tts.bridge.runtime = saved[2] if onnx else None
 
     tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
     best = {}
@@ -262,6 +280,19 @@ def stand_in_one_step(tts: TTS, cfg_scale: float) -> bool:
         return False
     student = student_from(tts.lm.heads[MODALITY]).eval()
     tts.one_step = (student, OneStepConfig(head=student.cfg, cfg_scale=cfg_scale))
+    return True
+
+
+def stand_in_bridge(tts: TTS) -> bool:
+    """Give a release with a one-step head but no step bridge an untrained bridge of the default shape (its
+    frames differ, its speed does not: latentlm/bridge.py); -> whether it did."""
+    if tts.bridge is not None or tts.one_step is None or not tts.cfg.interleave or tts.cfg.timing != "predictor":
+        return False
+    cfg = BridgeConfig(
+        dim=tts.lm.cfg.trunk.dim, latent_dim=tts.lm.latent_dims[MODALITY], vocab=tts.lm.layout.size,
+        modality=MODALITY,
+    )
+    tts.bridge = StepBridge(cfg).eval()
     return True
 
 

@@ -7,12 +7,14 @@
 F5-TTS (arXiv 2410.06885; its PyPI package, imported only here, never by the project) is a non-autoregressive
 DiT over mel frames (24 kHz, hop 256: 93.75 frames/s) sampled by flow matching: its defaults are 32 Euler steps
 (NFE) with classifier-free guidance 2 (two transformer passes per step over prompt + generated frames) and sway
-sampling. Ours runs with its decode steps in PyTorch and in ONNX Runtime (``TTS.use_onnx``). Both models get
+sampling. Ours runs with its decode steps in PyTorch and in ONNX Runtime (``TTS.use_onnx``), without and with
+its step bridge (latentlm/bridge.py: every second frame without a trunk call). Both models get
 a 3-s prompt and generate exactly 10 s (ours: a long text cut at ``max_seconds=10``;
 F5: the duration given). F5 runs with random weights of a DiT sized to our release's LM (``--f5-dim``,
 ``--f5-depth``: 256 x 6 is 6.7M beside the 7.0M demo); speed does not depend on the weights. F5's vocoder is not
 timed (its mel is the output), ours is (the VAE decode is ~1-6 % of our time). Runs alternate (ours reference,
-ours one-step, ours one-step in ONNX Runtime in float32 and with int8 weights, F5 at 32 NFE, F5 at 16 NFE), so a
+ours one-step, ours one-step in ONNX Runtime in float32 and with int8 weights, the last with the bridge too, F5
+at 32 NFE, F5 at 16 NFE), so a
 busy machine slows all alike; the table gives each one's median RTF and the ratios of the medians.
 """
 
@@ -64,7 +66,7 @@ def main() -> None:
     ap.add_argument("--f5-depth", type=int, default=6)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from benchmarks.bench_tts import stand_in_one_step
+    from benchmarks.bench_tts import stand_in_bridge, stand_in_one_step
     from tts.model import TTS
 
     tts = TTS.from_pretrained(args.checkpoint)
@@ -74,6 +76,7 @@ def main() -> None:
     fast.use_onnx()  # one ONNX Runtime thread (its default; measured faster than two)
     fast8 = TTS.from_pretrained(args.checkpoint)  # and with ONNX Runtime's int8 weights
     stand_in_one_step(fast8, fast8.cfg.cfg_scale)
+    blabel = " (untrained bridge: speed only)" if stand_in_bridge(fast8) else ""
     fast8.use_onnx(int8=True)
     f5 = f5_model(args.f5_dim, args.f5_depth)
     n_ours = sum(p.numel() for p in tts.lm.parameters())
@@ -87,9 +90,16 @@ def main() -> None:
     kw = dict(prompt_text=PROMPT_TEXT, seed=0, max_seconds=args.seconds)
     systems = {
         "ours, reference head (10 steps, cfg on 2 rows)": lambda: ours(tts, {**kw, "head": "reference"}),
-        f"ours, one-step head (1 row){label}": lambda: ours(tts, {**kw, "head": "one_step"}),
-        f"ours, one-step head, ONNX Runtime steps{label}": lambda: ours(fast, {**kw, "head": "one_step"}),
-        f"ours, one-step head, ONNX Runtime int8 steps{label}": lambda: ours(fast8, {**kw, "head": "one_step"}),
+        f"ours, one-step head (1 row){label}": lambda: ours(tts, {**kw, "head": "one_step", "bridge": False}),
+        f"ours, one-step head, ONNX Runtime steps{label}": lambda: ours(
+            fast, {**kw, "head": "one_step", "bridge": False}
+        ),
+        f"ours, one-step head, ONNX Runtime int8 steps, no bridge{label}": lambda: ours(
+            fast8, {**kw, "head": "one_step", "bridge": False}
+        ),
+        f"ours, one-step head + step bridge, ONNX Runtime int8 steps{label}{blabel}": lambda: ours(
+            fast8, {**kw, "head": "one_step"}
+        ),
         "F5-TTS arch., 32 NFE, cfg 2 (its default)": lambda: time_f5(f5, prompt_s, args.seconds, 32),
         "F5-TTS arch., 16 NFE, cfg 2": lambda: time_f5(f5, prompt_s, args.seconds, 16),
     }

@@ -125,6 +125,7 @@ def iterate(
     read_noise: float = 0.0,
     constraint=None,
     heads=None,
+    bridge=None,
 ) -> Iterator[Step]:
     """Yield one ``Step`` per generated item until every row emitted a stop token or ``max_new`` items.
 
@@ -136,7 +137,10 @@ def iterate(
     constraint: see the module docstring (e.g. tts.script_constraint.ScriptConstraint; it holds per-row state:
     one object per call).
     heads: the diffusion heads to sample with, by modality (default ``model.heads``), e.g. a release's distilled
-    one-step heads (latentlm/one_step.py: call with steps=1 and cfg=1, their single row carries the guidance)."""
+    one-step heads (latentlm/one_step.py: call with steps=1 and cfg=1, their single row carries the guidance).
+    bridge: a ``latentlm.bridge.StepBridge`` for the modality it names: where the loop follows a plan (below)
+    and decodes one row per sentence (cfg 1), every second latent of a row is sampled from the bridge's
+    prediction of the trunk's state (``bridge_plan``), and the trunk reads it with the next one in one call."""
     if max_new <= 0:
         raise ValueError("max_new must be positive")
     if read_noise < 0:
@@ -235,8 +239,9 @@ def iterate(
         last = torch.where(took[:, None], newest, last)
         pending.clear()
 
-    def sample_latents(is_lat: Tensor) -> tuple[Tensor, Tensor]:
-        """The heads' latents for the rows emitting ``<lat>`` -> (latents [B, Dmax], modality [B], -1 none)."""
+    def sample_latents(is_lat: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The heads' latents for the rows emitting ``<lat>`` -> (latents [B, Dmax], modality [B], -1 none).
+        ``cond`` [B, C]: the states to sample from instead of ``last`` (a bridge's)."""
         lat_vals = torch.zeros(b, dmax, device=dev, dtype=param.dtype)
         lat_mod = torch.full((b,), -1, dtype=torch.long, device=dev)
         for i, m, d in mods:
@@ -245,7 +250,7 @@ def iterate(
                 idx = sel.nonzero().squeeze(-1)
                 un = last[b:][idx] if use_cfg else None
                 z = heads[m].sample(
-                    last[idx],
+                    (last if cond is None else cond)[idx],
                     steps=steps,
                     cfg=cfg,
                     uncond=un,
@@ -273,8 +278,13 @@ def iterate(
         if bool((open_m >= 0).all()) and all(int(e) in stops for e in ends):
             plan = getattr(constraint, "forced_plan", lambda *a: None)(lay.lat, ends[open_m].tolist())
     if plan is not None:
+        if bridge is not None and not use_cfg and bridge.cfg.modality in model.latent_dims:
+            m_idx = list(model.latent_dims).index(bridge.cfg.modality)
+            bridging = (bridge, m_idx, lambda: last, open_m.tolist())
+        else:
+            bridging = None
         yield from _follow(
-            plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed
+            plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed, bridging
         )
         return
 
@@ -336,11 +346,13 @@ def iterate(
 
 
 def _follow(
-    plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed
+    plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed, bridging=None
 ) -> Iterator[Step]:
     """``iterate`` along a plan (per row the token ids it will emit: ``ScriptConstraint.forced_plan``): the same
     steps, trunk calls and random draws as deciding each step by the grammar, without the grammar's per-step
-    bookkeeping. Dimension legend: B rows, T steps."""
+    bookkeeping. ``bridging``: (StepBridge, its modality index, a function returning the rows' newest hidden
+    states, each row's open modality index): the latents ``bridge_plan`` marks are sampled from the bridge's state, so the trunk is not called
+    for them (the same random draws). Dimension legend: B rows, T steps, C width, K token slots."""
     b, lengths = len(plan), [len(p) for p in plan]
     T = min(max(lengths), max_new)
     toks = torch.full((b, T), lay.pad, dtype=torch.long)  # [B, T], <pad> once a row has ended
@@ -355,15 +367,48 @@ def _follow(
     emitted = step[None] < lens[:, None]  # [B, T] rows that emit an item at each step
     done_after = step[None] >= lens[:, None] - 1  # [B, T] finished after each step
     is_lat = toks == lay.lat
-    any_lat = is_lat.any(0).tolist()
-    toks, un_toks, emitted, done_after, is_lat = (
-        x.to(dev) for x in (toks, un_toks, emitted, done_after, is_lat)
+    bridged = torch.zeros(b, T, dtype=torch.bool)  # [B, T] latents sampled from the bridge's state
+    if bridging is not None:
+        from latentlm.bridge import bridge_plan
+
+        bridge, m_idx, newest, open_rows = bridging
+        k_max, empty = bridge.cfg.max_tokens, bridge.cfg.vocab
+        slots = torch.full((b, T, k_max), empty, dtype=torch.long)  # [B, T, K]
+        for r, p in enumerate(plan):
+            if int(open_rows[r]) != m_idx:  # a span of another modality: its latents come from the trunk
+                continue
+            marks, sl = bridge_plan(list(p[:T]), lay.lat, empty, k_max, bridge.cfg.chain)
+            for t_, (mk, s_) in enumerate(zip(marks, sl)):
+                if mk:
+                    bridged[r, t_] = True
+                    slots[r, t_] = torch.tensor(s_)
+        slots = slots.to(dev)
+        src_h = src_z = None  # [B, C], [B, D]: each row's previous latent's state (the trunk's or the bridge's)
+        # and its value as read
+    real = is_lat & ~bridged  # [B, T] latents sampled from the trunk's state
+    # per step, as Python values (the loop reads them every step): the trunk is needed, something is bridged,
+    # some row emits a latent
+    need_trunk, any_bridged, any_lat = (x.any(0).tolist() for x in (real, bridged, is_lat))
+    toks, un_toks, emitted, done_after, is_lat, bridged = (
+        x.to(dev) for x in (toks, un_toks, emitted, done_after, is_lat, bridged)
     )
+    no_latents = None  # (latents [B, Dmax], modality [B]) of a step without latents, made once
     for t in range(T):
         tok, lat_t = toks[:, t], is_lat[:, t]
-        if any_lat[t] and pending:
+        if need_trunk[t] and pending:
             feed()
-        lat_vals, lat_mod = sample_latents(lat_t)
+        cond = None
+        if any_bridged[t]:
+            rows_b = bridged[:, t].nonzero().squeeze(-1)
+            cond = newest().clone()
+            d = bridge.cfg.latent_dim
+            cond[rows_b] = bridge(src_h[rows_b], src_z[rows_b, :d], slots[rows_b, t]).to(cond.dtype)
+        if any_lat[t]:
+            lat_vals, lat_mod = sample_latents(lat_t, cond)
+        else:
+            if no_latents is None:
+                no_latents = sample_latents(lat_t)
+            lat_vals, lat_mod = (x.clone() for x in no_latents)
         finished, truncated = done_after[:, t].clone(), torch.zeros(b, dtype=torch.bool, device=dev)
         if t == max_new - 1:
             truncated, finished = ~finished, torch.ones_like(finished)
@@ -371,6 +416,11 @@ def _follow(
         if finished.all():
             return
         column = [tok, read_back(lat_vals, lat_t), lat_mod, emitted[:, t]]
+        if bridging is not None and any_lat[t]:
+            lat_now = lat_t[:, None]  # [B, 1] rows that sampled a latent: the next bridged one starts from it
+            h_now, z_now = (newest() if cond is None else cond), column[1]
+            src_h = h_now.clone() if src_h is None else torch.where(lat_now, h_now, src_h)
+            src_z = z_now.clone() if src_z is None else torch.where(lat_now, z_now, src_z)
         if use_cfg:
             column = [torch.cat([x, y]) for x, y in zip(column, [un_toks[:, t], *column[1:]])]
         pending.append(column)

@@ -223,7 +223,7 @@ class OnnxTrunkRuntime:
                 views += [k[0].numpy(), v[0].numpy()]  # [Hkv, S_max, Dh], shared memory
             names = [f"{kind}{i}" for i in range(self.cfg.n_layers) for kind in "kv"]
             state = cache.__dict__["_onnx_feeds"] = (views, dict(zip(names, views)))
-        views, feeds = state[0], dict(state[1])
+        views, feeds = state  # the cache's own feeds: its decode is the only one writing them
         feeds.update(
             x=x[0].numpy(), cos=cos[pos : pos + n], sin=sin[pos : pos + n], past=np.array(start, dtype=np.int64)
         )
@@ -249,3 +249,35 @@ class OnnxHeadRuntime:
     def __call__(self, x_T: Tensor, cond: Tensor) -> Tensor:  # [M, D] float32, [M, C] -> [M, D] float32
         (x0,) = self.session.run(None, {"x_T": x_T.numpy(), "cond": cond.float().numpy()})
         return torch.from_numpy(x0)
+
+
+class _BridgeNet(nn.Module):
+    def __init__(self, bridge: nn.Module):
+        super().__init__()
+        self.bridge = bridge
+
+    def forward(self, h: Tensor, z: Tensor, tokens: Tensor) -> Tensor:
+        return self.bridge.predict(h, z, tokens)
+
+
+def export_bridge(bridge: nn.Module) -> bytes:
+    """The ONNX model (bytes) of a ``StepBridge``'s ``predict`` with M dynamic."""
+    c = bridge.cfg
+    args = (torch.zeros(2, c.dim), torch.zeros(2, c.latent_dim), torch.full((2, c.max_tokens), c.vocab))
+    dynamic = {"h": {0: "M"}, "z": {0: "M"}, "tokens": {0: "M"}}
+    return _export(_BridgeNet(bridge).eval(), args, ["h", "z", "tokens"], ["h_next"], dynamic)
+
+
+class OnnxBridgeRuntime:
+    """Runs a step bridge's predictions (latentlm/bridge.py) through ONNX Runtime: the same states to float
+    rounding (float32), or with int8 weights."""
+
+    def __init__(self, bridge: nn.Module, threads: int = 1, int8: bool = False):
+        self.int8 = int8
+        model = export_bridge(bridge)
+        self.session = _session(quantized_int8(model) if int8 else model, threads)
+
+    def __call__(self, h: Tensor, z: Tensor, tokens: Tensor) -> Tensor:  # [M, C], [M, D], [M, K] -> [M, C]
+        feeds = {"h": h.float().numpy(), "z": z.float().numpy(), "tokens": tokens.long().numpy()}
+        (out,) = self.session.run(None, feeds)
+        return torch.from_numpy(out)

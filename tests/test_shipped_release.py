@@ -26,13 +26,31 @@ def test_shipped_release_synthesises_a_sentence(real_speech_dir, real_manifest):
 
 
 # The pinned outputs: "Hello there. Good day to you!" in the aew clip's voice, seed 0, the release's defaults,
-# with each of its diffusion heads (the reference head; the one-step head when the release has one), written with
+# with each of its diffusion heads (the reference head; the one-step head when the release has one, alone and
+# with the release's step bridge when it has one), written with
 # these inputs and torch on one thread (tests/conftest.py). A refactor of tts/ must leave them as they were (to
 # float rounding); a change that is meant to alter them rewrites the files.
 REFERENCES = {
     "reference": REPO / "tests" / "data" / "tts_demo_reference.npz",
     "one_step": REPO / "tests" / "data" / "tts_demo_reference_one_step.npz",
+    "one_step+bridge": REPO / "tests" / "data" / "tts_demo_reference_bridge.npz",
 }
+# what each pinned output decodes with (the one-step head alone: every frame from the trunk; with the release's
+# step bridge, latentlm/bridge.py, its default when it ships one)
+SETTINGS = {
+    "reference": dict(head="reference"),
+    "one_step": dict(head="one_step", bridge=False),
+    "one_step+bridge": dict(head="one_step", bridge=True),
+}
+
+
+def _absent(tts, head: str) -> str | None:
+    """Why the release cannot decode ``head``'s pinned output (None: it can)."""
+    if head != "reference" and tts.one_step is None:
+        return "the shipped release has no one-step head"
+    if head == "one_step+bridge" and tts.bridge is None:
+        return "the shipped release has no step bridge"
+    return None
 REFERENCE_TEXT = "Hello there. Good day to you!"
 
 
@@ -70,12 +88,13 @@ def test_shipped_release_output_is_unchanged(real_speech_dir, real_manifest, hea
     from tts.model import TTS
 
     tts = TTS.from_pretrained(RELEASE)
-    if head == "one_step" and tts.one_step is None:
-        assert not REFERENCES[head].exists(), "a pinned one-step output for a release without a one-step head"
-        pytest.skip("the shipped release has no one-step head")
+    why = _absent(tts, head)
+    if why is not None:
+        assert not REFERENCES[head].exists(), f"a pinned {head} output, but {why}"
+        pytest.skip(why)
     ref = np.load(REFERENCES[head])
     prompt, kw = _reference_inputs(real_speech_dir, real_manifest)
-    kw["head"] = head
+    kw.update(SETTINGS[head])
     edge = int(tts.cfg.edge_seconds * tts.sample_rate)
     res = tts.synthesize(REFERENCE_TEXT, prompt, **kw)
     _check_against_reference(res.audio, res.info["frames"], ref, edge)
@@ -98,11 +117,11 @@ def write_reference(real_speech_dir: Path) -> None:
     tts = TTS.from_pretrained(RELEASE)
     [row] = [r for r in read_tsv(real_speech_dir / "dev" / "manifest.tsv") if r["file"] == Path(PROMPT).name]
     for head, path in REFERENCES.items():
-        if head == "one_step" and tts.one_step is None:
+        if _absent(tts, head) is not None:
             path.unlink(missing_ok=True)
             continue
         res = tts.synthesize(
-            REFERENCE_TEXT, real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0, head=head
+            REFERENCE_TEXT, real_speech_dir / PROMPT, prompt_text=row["transcript"], seed=0, **SETTINGS[head]
         )
         a = _speech(res.audio, int(tts.cfg.edge_seconds * tts.sample_rate))
         np.savez(

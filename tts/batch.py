@@ -114,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument(
+        "--no-bridge",
+        dest="bridge",
+        action="store_false",
+        help="decode every frame from the trunk, without the release's step bridge (latentlm/bridge.py)",
+    )
+    ap.add_argument(
         "--takes",
         type=int,
         default=1,

@@ -27,6 +27,7 @@ import json
 import random
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -67,6 +68,58 @@ def states_key(
     settings = {"manifests": [sha256_file(Path(m)) for m in manifests], "jobs": jobs, "per_speaker": per_speaker,
                 "batch_size": batch_size, "seed": seed}
     return {"teacher": json.dumps(teacher, sort_keys=True), "jobs": json.dumps(settings, sort_keys=True)}
+
+
+def load_for_recording(src: Path, threads: int, seed: int) -> TTS | None:
+    """The release a recording CLI decodes with (``threads`` torch threads, seeded); None after printing why it
+    cannot be loaded."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    try:
+        return TTS.from_pretrained(src)
+    except TTSInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def reuse_or_record(
+    cache: Path, key: dict[str, str], record: Callable[[], dict[str, torch.Tensor] | None], kind: str, other: str
+) -> dict[str, torch.Tensor] | None:
+    """The tensors saved at ``cache`` when its metadata equals ``key`` (what made them: a rerun after an
+    interruption skips the slow recording); else ``record()``'s, saved there with ``key``. None when ``record``
+    gives none (nothing is saved). ``kind`` names them in the log; ``other`` says what else could have made them."""
+    if cache.is_file():
+        with safe_open(str(cache), "pt") as f:
+            same = (f.metadata() or {}) == key
+        if same:
+            data = load_file(str(cache))
+            print(f"{kind}: {len(next(iter(data.values())))} from {cache}")
+            return data
+        print(f"{kind} in {cache} are from {other}: recording again", flush=True)
+    data = record()
+    if data is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in data.items()}, str(cache), metadata=key)
+    return data
+
+
+def copy_release(src: Path, out: Path, leave: tuple[str, ...]) -> None:
+    """Copy the release ``src`` into ``out`` but for the entries named in ``leave`` (nothing when they are the
+    same folder)."""
+    if out.resolve() == src.resolve():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for p in src.iterdir():
+        if p.name in leave:
+            continue
+        if p.is_dir():
+            shutil.copytree(p, out / p.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(p, out / p.name)
+
+
+def no_jobs() -> None:
+    print("no cross-sentence jobs in the manifests (no speaker has two utterances)", file=sys.stderr)
 
 
 def record_states(
@@ -128,36 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:  # everything that can be checked is, before the release is loaded
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    try:
-        tts = TTS.from_pretrained(src)
-    except TTSInputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    tts = load_for_recording(src, args.threads, args.seed)
+    if tts is None:
         return 2
-    work = out / ".distill"
-    cache = work / "states.safetensors"
     key = states_key(
         src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed, args.record_temperature
     )
-    reuse = cache.is_file()
-    if reuse:
-        with safe_open(str(cache), "pt") as f:
-            reuse = (f.metadata() or {}) == key
-        if not reuse:
-            print(f"states in {cache} are from another teacher or job set: recording again", flush=True)
-    if reuse:
-        st = load_file(str(cache))
-        cond, uncond = st["cond"], st["uncond"]
-        print(f"states: {len(cond)} from {cache}")
-    else:
+
+    def record() -> dict[str, torch.Tensor] | None:
         jobs = distill_jobs(args.manifest, args.jobs, args.seed, args.per_speaker)
         if not jobs:
-            print("no cross-sentence jobs in the manifests (no speaker has two utterances)", file=sys.stderr)
-            return 2
+            return None
         cond, uncond = record_states(tts, jobs, args.batch_size, args.seed, args.record_temperature)
-        work.mkdir(parents=True, exist_ok=True)
-        save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(cache), metadata=key)
+        return {"cond": cond, "uncond": uncond}
+
+    st = reuse_or_record(out / ".distill" / "states.safetensors", key, record, "states", "another teacher or job set")
+    if st is None:
+        no_jobs()
+        return 2
+    cond, uncond = st["cond"], st["uncond"]
     g = torch.Generator().manual_seed(args.seed)
     teacher = tts.lm.heads[MODALITY]
     steps = SynthesisOptions().steps  # the reference head's default: what a user's reference decode runs
@@ -170,15 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher, data, train_steps=args.train_steps, lr=args.lr, generator=g, log_every=max(1, args.train_steps // 10)
     )
     print(json.dumps(asdict(report)))
-    for p in src.iterdir():  # the release as it is, without an old one-step head
-        if p.name in (DIRNAME, ".distill"):
-            continue
-        dst = out / p.name
-        if p.is_dir():
-            shutil.copytree(p, dst, dirs_exist_ok=True)
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(p, dst)
+    copy_release(src, out, leave=(DIRNAME, ".distill"))  # the release as it is, without an old one-step head
     cfg = OneStepConfig(
         head=teacher.cfg, modality=MODALITY, cfg_scale=tts.cfg.cfg_scale, teacher_steps=steps,
         max_temperature=args.max_temperature, default=args.default,

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentlm.bridge import DIRNAME as BRIDGE_SUBDIR
+from latentlm.bridge import StepBridge, load_bridge, save_bridge
 from latentlm.checkpoint import load_release, load_state_dict_strict, save_release
 from latentlm.config import from_dict
 from latentlm.head import DiffusionHead
@@ -93,6 +95,7 @@ class TTS:
         duration: DurationPredictor | None = None,
         aligner=None,
         one_step: tuple[DiffusionHead, OneStepConfig] | None = None,
+        bridge: StepBridge | None = None,
     ):
         if len(frontend.vocab) != cfg.model.vocab_size:
             raise TTSInputError(
@@ -123,6 +126,14 @@ class TTS:
                 raise TTSInputError("the one-step head does not match the model's audio head")
             one_step = (head.to(self.device).eval(), oc)
         self.one_step = one_step  # distilled (head, config) beside the reference head, or None
+        if bridge is not None:
+            bc = bridge.cfg
+            if one_step is None or bc.modality != MODALITY or bc.dim != self.lm.cfg.trunk.dim or (
+                bc.latent_dim != self.lm.latent_dims[MODALITY] or bc.vocab != self.lm.layout.size
+            ):
+                raise TTSInputError("the step bridge does not match the model (or the release has no one-step head)")
+            bridge = bridge.to(self.device).eval()
+        self.bridge = bridge  # latentlm/bridge.py: every second planned latent without a trunk call, or None
         self._transcribe = PromptTranscriber()  # loaded on first use
 
     # ------------------------------------------------------------------ releases
@@ -162,13 +173,15 @@ class TTS:
             aligner = load_aligner(dur_dir) if dur_dir.is_dir() else None
             fast_dir = directory / ONE_STEP_SUBDIR
             one_step = load_one_step(fast_dir, map_location=device) if fast_dir.is_dir() else None
+            bridge_dir = directory / BRIDGE_SUBDIR
+            bridge = load_bridge(bridge_dir, map_location=device) if bridge_dir.is_dir() else None
         except TTSInputError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TTSInputError(f"cannot load TTS release {directory}: {e}") from e
         if quantize == "int8" and backend == "torch":
             quantize_int8(lm.trunk)
-        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step)
+        tts = cls(cfg, lm.to(device), vae, frontend, duration, aligner, one_step, bridge)
         if backend == "onnx":
             tts.use_onnx(int8=quantize == "int8")
         return tts
@@ -178,13 +191,15 @@ class TTS:
         intra-op threads, 1 measured fastest for the demo size whatever torch's; ``int8``: their weights quantised
         by ONNX Runtime). Same outputs to float rounding (float32); batches of several rows and the reference head
         stay eager."""
-        from latentlm.onnx_step import OnnxHeadRuntime, OnnxTrunkRuntime
+        from latentlm.onnx_step import OnnxBridgeRuntime, OnnxHeadRuntime, OnnxTrunkRuntime
 
         if self.device.type != "cpu":
             raise TTSInputError("backend=onnx runs on the CPU only")
         self.lm.trunk.runtime = OnnxTrunkRuntime(self.lm.trunk, threads, int8)
         if self.one_step is not None:
             self.one_step[0].runtime = OnnxHeadRuntime(self.one_step[0], threads, int8)
+        if self.bridge is not None:
+            self.bridge.runtime = OnnxBridgeRuntime(self.bridge, threads, int8)
 
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> Path:
         directory = Path(directory)
@@ -197,6 +212,8 @@ class TTS:
             save_predictor(self.duration, directory / DURATION_SUBDIR, aligner=self.aligner)
         if self.one_step is not None:
             save_one_step(directory / ONE_STEP_SUBDIR, *self.one_step)
+        if self.bridge is not None:
+            save_bridge(directory / BRIDGE_SUBDIR, self.bridge)
         return directory
 
     @property
@@ -263,7 +280,9 @@ class TTS:
 
     def _decoding(self, o: SynthesisOptions) -> Decoding:
         """What a call decodes with (tts/options.py): None resolved to the release's defaults."""
-        return resolve_decoding(o, self.cfg.cfg_scale, self.cfg.temperature, self.one_step and self.one_step[1])
+        return resolve_decoding(
+            o, self.cfg.cfg_scale, self.cfg.temperature, self.one_step and self.one_step[1], self.bridge is not None
+        )
 
     def _frames(
         self, rows: list[Row], prompts: list[Tensor], decoding: Decoding, generator
@@ -317,6 +336,7 @@ class TTS:
             token_temperature=self.cfg.lm_timing.token_temperature,
             generator=generator,
             heads=heads,
+            bridge=self.bridge if decoding.bridge else None,
         )
         for st in it:
             for r in range(len(caps)):
@@ -397,6 +417,7 @@ class TTS:
         speed: float = 1.0,
         head: str | None = None,
         takes: int = 1,
+        bridge: bool = True,
         options: SynthesisOptions | None = None,
     ) -> SynthesisResult:
         """Speech for ``text`` in the voice of ``prompt_audio``. Long text is split into sentences that are
@@ -407,6 +428,9 @@ class TTS:
         ``speed`` (0.5-2, releases timed by a duration predictor): every predicted duration is divided by it.
         ``head``: "reference" (``steps`` DPM-Solver++ evaluations, guidance on a second row) or "one_step" (a
         release's distilled head: one evaluation, one row); None is the release's default.
+        ``bridge``: with the one-step head, the release's step bridge (``step_bridge/``, latentlm/bridge.py) where
+        it has one: every second frame of a planned sentence without a trunk call; False decodes every frame
+        from the trunk.
         ``takes`` > 1 (releases with a phoneme aligner, ``duration/aligner.json``): every sentence is decoded that
         many times as rows of one batch, each take with its own seeded stream (take 0 is the one ``takes=1``
         decodes), and the take the aligner finds most likely to say the sentence is kept (``info["takes"]``: the
@@ -416,7 +440,7 @@ class TTS:
         t0 = time.perf_counter()
         kw = dict(
             steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed,
-            head=head, takes=takes,
+            head=head, takes=takes, bridge=bridge,
         )
         o = SynthesisOptions.merge(options, **kw)  # checked before any work
         decoding = self._decoding(o)
@@ -471,6 +495,7 @@ class TTS:
         speed: float = 1.0,
         head: str | None = None,
         takes: int = 1,
+        bridge: bool = True,
         options: SynthesisOptions | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks while frames are generated (the first after ``first_chunk_frames``
@@ -481,7 +506,7 @@ class TTS:
             raise TTSInputError("chunk_frames and first_chunk_frames must be >= 1")
         kw = dict(
             steps=steps, cfg=cfg, temperature=temperature, seed=seed, max_seconds=max_seconds, speed=speed,
-            head=head, takes=takes,
+            head=head, takes=takes, bridge=bridge,
         )
         o = SynthesisOptions.merge(options, **kw)  # checked before any work
         decoding = self._decoding(o)
@@ -519,8 +544,8 @@ class TTS:
         self, jobs: list[dict], batch_size: int = 8, on_error: str = "raise"
     ) -> list[SynthesisResult | TTSInputError]:
         """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
-        "max_seconds"?, "continuation"?, "speed"?, "takes"?}) decoded together: every sentence of every job (every take
-        of it, with ``takes``) is one row of a right-padded batch
+        "max_seconds"?, "continuation"?, "speed"?, "takes"?, "bridge"?}) decoded together: every sentence of every
+        job (every take of it, with ``takes``) is one row of a right-padded batch
         (rows grouped by head/steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
         its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
         result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any

@@ -67,6 +67,17 @@ def _integer(name: str, value: Any, lo: int, hi: int, hint: str) -> int:
     return x
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no: bools, 0 / 1 and the strings true/false, yes/no, 1/0 (any case); else a TTSInputError."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    raise TTSInputError(f"{name} must be true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SynthesisOptions:
     steps: int = 10  # DPM-Solver++ steps per latent frame
@@ -77,6 +88,7 @@ class SynthesisOptions:
     speed: float = 1.0  # 0.5-2: predicted durations / speed (releases timed by a duration predictor)
     head: str | None = None  # "reference" | "one_step" (latentlm/one_step.py); None = the release's default
     takes: int = 1  # each sentence decoded this many times; the release's aligner (tts/phone_hmm.py) keeps one
+    bridge: bool = True  # the release's step bridge (latentlm/bridge.py) where it has one: half the trunk calls
 
     def __post_init__(self) -> None:
         checked = {
@@ -99,6 +111,7 @@ class SynthesisOptions:
             else _number("max_seconds", self.max_seconds, 0.0, math.inf, "seconds per sentence, or None"),
             "speed": _number("speed", self.speed, MIN_SPEED, MAX_SPEED, "1 = the prompt's tempo"),
             "takes": _integer("takes", self.takes, 1, MAX_TAKES, "takes per sentence, the best one kept; 1 = one"),
+            "bridge": _flag("bridge", self.bridge),
         }
         if self.head is not None and self.head not in HEADS:
             raise TTSInputError(f"head must be one of {list(HEADS)} or None for the release's, got {self.head!r}")
@@ -148,13 +161,16 @@ class Decoding:
     steps: int  # head evaluations per latent (1 for the one-step head)
     cfg: float  # guidance scale (the one-step head's is distilled in: its decoder runs one trunk row)
     temperature: float
+    bridge: bool = False  # every second latent of a planned row from the release's step bridge (one-step head)
 
 
 def resolve_decoding(
-    o: SynthesisOptions, cfg_scale: float, temperature: float, one_step: OneStepConfig | None
+    o: SynthesisOptions, cfg_scale: float, temperature: float, one_step: OneStepConfig | None,
+    has_bridge: bool = False,
 ) -> Decoding:
     """A call's ``Decoding``: None is the release's (``one_step.default`` picks the head, ``cfg_scale``,
-    ``temperature``). The one-step head samples in one evaluation with the guidance it was distilled at: it
+    ``temperature``); the step bridge serves the one-step head where the release has one and ``o.bridge``.
+    The one-step head samples in one evaluation with the guidance it was distilled at: it
     refuses another cfg or a temperature above the range it was distilled on (``head="reference"`` takes them);
     ``steps`` is the reference head's."""
     head = o.head or ("one_step" if one_step is not None and one_step.default else "reference")
@@ -174,7 +190,7 @@ def resolve_decoding(
             f"temperature {temp:g}: the one-step head was distilled at temperatures up to "
             f'{one_step.max_temperature:g}; use head="reference" for a higher one'
         )
-    return Decoding(head, 1, one_step.cfg_scale, temp)
+    return Decoding(head, 1, one_step.cfg_scale, temp, bridge=bool(o.bridge and has_bridge))
 
 
 def add_runtime_arguments(ap) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A campaign run's release made into a candidate and measured the way every shipped release was: its one-step head
 # distilled (teacher = the run's reference head recording at temperature 0.7, 400 cross-sentence jobs of training
-# speakers, 8 draws, 4,000 steps; the candidate samples at its release temperature, 0.3 for the demo recipe), then
+# speakers, 8 draws, 4,000 steps; the candidate samples at its release temperature, 0.3 for the demo recipe), its
+# step bridge fitted to its own decoding (tts.train_bridge: 550 jobs, 6,000 steps, ~15 CPU-minutes), then
 # the real-voice dev set and the older real dev recordings over seeds 0-2, two scoring processes side by side.
 #
 #   bash recipes/demo/candidate.sh RUN NAME
@@ -25,6 +26,10 @@ C=runs/${NAME}_cand
 if [[ ! -f $C/one_step_head/model.safetensors || $C/one_step_head/model.safetensors -ot $RUN/release/model.safetensors ]]; then
   $PY -m tts.distill_head "$RUN/release" --manifest data/real_voices/train.jsonl --out "$C" --jobs 400 \
     --per-speaker 3 --draws 8 --train-steps 4000 --record-temperature 0.7 --threads 2 --default
+fi
+if [[ ! -f $C/step_bridge/model.safetensors || $C/step_bridge/model.safetensors -ot $C/one_step_head/model.safetensors ]]; then
+  $PY -m tts.train_bridge "$C" --manifest data/real_voices/train.jsonl --out "$C" --jobs 1200 --per-speaker 8 \
+    --train-steps 6000 --threads 2
 fi
 E=eval/real_voices/$NAME
 O=eval/old_dev/$NAME

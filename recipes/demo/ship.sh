@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make a measured candidate (recipes/demo/candidate.sh) the shipped checkpoints/tts_demo: its LatentLM weights, its
-# config and its one-step head replace the shipped ones; the VAE, the duration predictor and the model card stay.
+# config, its one-step head and its step bridge (when it has one) replace the shipped ones; the VAE, the duration
+# predictor and the model card stay.
 #
 #   bash recipes/demo/ship.sh runs/NAME_cand
 #
@@ -26,6 +27,11 @@ done
 cp "$CAND/model.safetensors" "$CAND/config.json" "$DEST/"
 mkdir -p "$DEST/one_step_head"
 cp "$CAND/one_step_head/model.safetensors" "$CAND/one_step_head/config.json" "$DEST/one_step_head/"
+rm -rf "$DEST/step_bridge"  # a bridge belongs to the weights it was fitted on: the candidate's, or none
+if [[ -f $CAND/step_bridge/model.safetensors ]]; then
+  mkdir -p "$DEST/step_bridge"
+  cp "$CAND/step_bridge/model.safetensors" "$CAND/step_bridge/config.json" "$DEST/step_bridge/"
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY - "$DEST" <<'PY'
 import sys
