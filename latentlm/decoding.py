@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from latentlm import row_loop
 from latentlm.sequence import Batch
 from latentlm.transformer import KVCache
 
@@ -283,8 +284,14 @@ def iterate(
             bridging = (bridge, m_idx, lambda: last, open_m.tolist())
         else:
             bridging = None
+        fast = None
+        (m_name,) = model.latent_dims if len(model.latent_dims) == 1 else (None,)
+        if m_name is not None and row_loop.covers(
+            model, heads, m_name, bridging[0] if bridging else None, cfg, steps, solver, read_noise, rows, generator
+        ) and bool(cache.key_valid[0, : cache.length].all()) and int(open_m[0]) == 0:
+            fast = (model, heads[m_name], temperature, generator, cache, last[0].float().numpy(), dmax)
         yield from _follow(
-            plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed, bridging
+            plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed, bridging, fast
         )
         return
 
@@ -346,13 +353,16 @@ def iterate(
 
 
 def _follow(
-    plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed, bridging=None
+    plan, lay, max_new, un_token, use_cfg, dev, sample_latents, read_back, pending, feed, bridging=None, fast=None
 ) -> Iterator[Step]:
     """``iterate`` along a plan (per row the token ids it will emit: ``ScriptConstraint.forced_plan``): the same
     steps, trunk calls and random draws as deciding each step by the grammar, without the grammar's per-step
     bookkeeping. ``bridging``: (StepBridge, its modality index, a function returning the rows' newest hidden
-    states, each row's open modality index): the latents ``bridge_plan`` marks are sampled from the bridge's state, so the trunk is not called
-    for them (the same random draws). Dimension legend: B rows, T steps, C width, K token slots."""
+    states, each row's open modality index): the latents ``bridge_plan`` marks are sampled from the bridge's state,
+    so the trunk is not called for them (the same random draws). ``fast``: (model, head, temperature, generator,
+    cache, the prefix's last state [C], Dmax) when ``row_loop.covers`` the call: one row decoded by
+    latentlm/row_loop.py, the same steps without the tensor bookkeeping. Dimension legend: B rows, T steps, C width,
+    K token slots."""
     b, lengths = len(plan), [len(p) for p in plan]
     T = min(max(lengths), max_new)
     toks = torch.full((b, T), lay.pad, dtype=torch.long)  # [B, T], <pad> once a row has ended
@@ -389,6 +399,27 @@ def _follow(
     # per step, as Python values (the loop reads them every step): the trunk is needed, something is bridged,
     # some row emits a latent
     need_trunk, any_bridged, any_lat = (x.any(0).tolist() for x in (real, bridged, is_lat))
+    if fast is not None:  # one row, every network in ONNX Runtime: latentlm/row_loop.py
+        model, head, temperature, generator, cache, first_hidden, dmax = fast
+        no_trunc = torch.zeros(1, dtype=torch.bool)
+
+        def make_step(t: int, tok: int, z) -> Step:
+            lat_vals, lat_mod = torch.zeros(1, dmax), torch.full((1,), -1, dtype=torch.long)
+            if z is not None:
+                lat_vals[0, : len(z)] = torch.from_numpy(z)
+                lat_mod[0] = 0
+            finished, truncated = done_after[:, t].clone(), no_trunc.clone()
+            if t == max_new - 1:
+                truncated, finished = ~finished, torch.ones_like(finished)
+            return Step(tokens=toks[:, t], latents=lat_vals, modality=lat_mod, finished=finished, truncated=truncated)
+
+        marks = bridged[0].tolist()
+        row_slots = slots[0].tolist() if bridging is not None else None
+        yield from row_loop.row_loop(
+            model, plan[0], head, bridging[0] if bridging is not None else None, marks, row_slots, temperature,
+            generator, cache, first_hidden, T, make_step,
+        )
+        return
     toks, un_toks, emitted, done_after, is_lat, bridged = (
         x.to(dev) for x in (toks, un_toks, emitted, done_after, is_lat, bridged)
     )

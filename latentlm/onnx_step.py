@@ -207,7 +207,11 @@ class OnnxTrunkRuntime:
 
     def __call__(self, x: Tensor, cache) -> Tensor:
         """x [1, N, C] -> hidden [1, N, C]; appends N columns to ``cache`` (as ``Transformer.forward`` does)."""
-        n, start = x.shape[1], cache.length
+        return torch.from_numpy(self.step(x[0].numpy(), cache))[None]
+
+    def step(self, x: np.ndarray, cache) -> np.ndarray:
+        """``__call__`` in NumPy: x [N, C] float32 -> hidden [N, C] (latentlm/row_loop.py calls it directly)."""
+        n, start = x.shape[0], cache.length
         if start + n > cache.max_len:
             raise ValueError(
                 f"Transformer: KV cache overflow: {start} columns filled + {n} new > max_len {cache.max_len}"
@@ -225,7 +229,8 @@ class OnnxTrunkRuntime:
             state = cache.__dict__["_onnx_feeds"] = (views, dict(zip(names, views)))
         views, feeds = state  # the cache's own feeds: its decode is the only one writing them
         feeds.update(
-            x=x[0].numpy(), cos=cos[pos : pos + n], sin=sin[pos : pos + n], past=np.array(start, dtype=np.int64)
+            x=np.ascontiguousarray(x, dtype=np.float32), cos=cos[pos : pos + n], sin=sin[pos : pos + n],
+            past=np.array(start, dtype=np.int64),
         )
         hidden, k_new, v_new = self.session.run(None, feeds)
         for i in range(self.cfg.n_layers):
@@ -234,7 +239,7 @@ class OnnxTrunkRuntime:
         cache.key_valid[:, start : start + n] = True
         cache.length += n
         cache.n_valid += n
-        return torch.from_numpy(hidden)[None]
+        return hidden
 
 
 class OnnxHeadRuntime:

@@ -298,3 +298,33 @@ def test_chained_links_the_pairs_that_continue_each_other():
     # row a's pairs: (1 -> 2), (2 -> 4), (8 -> 9); (4 -> 8) has three tokens between: left out
     assert data["z"][:, 0].tolist() == [1, 2, 8, 1, 2, 8]
     assert chained(data).tolist() == [1, -1, -1, 4, -1, -1]
+
+
+@pytest.mark.parametrize("bridge", [True, False])
+def test_the_one_row_onnx_loop_gives_the_general_loops_frames(prompt, bridge, monkeypatch):
+    """latentlm/row_loop.py: one unguided row with every network in ONNX Runtime decodes through the lean loop,
+    to the same frames as the general loop; batches of several rows never take it."""
+    pytest.importorskip("onnxruntime")
+    import latentlm.row_loop as rl
+
+    tts = _with_bridge()
+    tts.use_onnx()
+    used = []
+    real = rl.row_loop
+
+    def spy(*a, **k):
+        used.append(1)
+        yield from real(*a, **k)
+
+    monkeypatch.setattr(rl, "row_loop", spy)
+    kw = dict(prompt_text=prompt[1], seed=5, bridge=bridge)
+    fast = tts.synthesize("The boat sailed across the water.", prompt[0], **kw)
+    assert used == [1]
+    monkeypatch.setattr(rl, "FAST_ROW", False)
+    general = tts.synthesize("The boat sailed across the water.", prompt[0], **kw)
+    assert used == [1] and fast.info["frames"] == general.info["frames"]
+    np.testing.assert_allclose(fast.audio, general.audio, atol=1e-5)
+    monkeypatch.setattr(rl, "FAST_ROW", True)
+    jobs = [dict(text="The boat sailed across the water.", prompt_audio=prompt[0], **kw)] * 2
+    tts.synthesize_batch(jobs, batch_size=2)
+    assert used == [1]  # two rows: the general loop
