@@ -39,6 +39,7 @@ from latentlm.one_step import OneStepConfig, student_from
 from latentlm.sequence import Batch
 from tts.layout import MODALITY
 from tts.model import TTS, TTSConfig
+from tts.options import SynthesisOptions
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = REPO / "tests" / "data" / "real_speech" / "dev" / "coqui__LJ001-0002.wav"  # LJSpeech, 1.9 s
@@ -305,12 +306,17 @@ def synthesis_breakdown(tts: TTS, kw: dict, steps: int, cfg: float) -> tuple:
     """Synthesize TEXT once with ``kw`` and print RTF with its breakdown;
     -> (trunk timer, items, RTF, timings, seconds of audio)."""
     one = kw["head"] == "one_step"
-    trunk = Timer(tts.lm, "forward")
+    # with ONNX Runtime the one-row loop (latentlm/row_loop.py) calls the runtimes directly: time those
+    rt = tts.lm.trunk.runtime
+    trunk = Timer(rt, "step") if rt is not None else Timer(tts.lm, "forward")
     head_module = tts.one_step[0] if one else tts.lm.heads[MODALITY]
-    head = Timer(head_module, "sample")
+    head = Timer(head_module.runtime.session, "run") if one and head_module.runtime else Timer(head_module, "sample")
+    br = tts.bridge if one and kw.get("bridge", True) else None
+    bridge = None if br is None else Timer(br.runtime.session, "run") if br.runtime else Timer(br, "forward")
     res = tts.synthesize(TEXT, PROMPT, **kw)
-    trunk.remove()
-    head.remove()
+    for t in (trunk, head, bridge):
+        if t is not None:
+            t.remove()
     tm = res.info["timings"]
     audio_s = res.speech_seconds
     frames = sum(res.info["frames"])
@@ -321,10 +327,12 @@ def synthesis_breakdown(tts: TTS, kw: dict, steps: int, cfg: float) -> tuple:
         f"{steps} head evaluation(s) per frame on {rows} row(s), cfg {cfg:g}"
     )
     print(f"  RTF {tm['total_s'] / audio_s:.3f}  (wall {tm['total_s']:.2f} s)")
-    other = tm["total_s"] - trunk.total - head.total - tm["vae_decode_s"]
+    t_bridge = bridge.total if bridge is not None else 0.0
+    other = tm["total_s"] - trunk.total - head.total - t_bridge - tm["vae_decode_s"]
     for name, t in [
         ("trunk (prefill + cached steps)", trunk.total),
         ("diffusion head", head.total),
+        *([("step bridge", t_bridge)] if bridge is not None else []),
         ("VAE decode", tm["vae_decode_s"]),
         ("prompt encode, text, glue", other),
     ]:
@@ -349,8 +357,10 @@ def paragraph(tts: TTS, kw: dict) -> None:
         walls[name] = (best, res.speech_seconds, len(res.info["sentences"]))
     del tts.SENTENCE_ROWS
     (t1, d, n), (t2, _, _) = walls["one after the other"], walls["together"]
+    how = "one at a time (ONNX Runtime's one-row loop)" if tts._rows_per_pass(tts._decoding(
+        SynthesisOptions(head=kw["head"]))) == 1 else "decoded together"
     print(
-        f"\nparagraph ({n} sentences, {d:.1f} s of audio): RTF {t2 / d:.3f} with the sentences decoded together, "
+        f"\nparagraph ({n} sentences, {d:.1f} s of audio): RTF {t2 / d:.3f} as synthesize decodes them ({how}), "
         f"{t1 / d:.3f} one after the other -> {t1 / t2:.2f}x"
     )
 

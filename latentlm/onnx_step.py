@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 OPSET = 17
+WIDE_THREADS, WIDE_ITEMS = 2, 16  # trunk calls of more than WIDE_ITEMS items run on WIDE_THREADS threads
 
 
 def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -41,9 +42,12 @@ def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
 
 
 class TrunkStep(nn.Module):
-    """The trunk's cached forward for one row: (x, cos, sin, past, k_0, v_0, ..., k_{L-1}, v_{L-1}) ->
-    (hidden [N, C], k_new [L, Hkv, N, Dh], v_new [L, Hkv, N, Dh]). Equal to ``Transformer.forward`` on that
-    row to float rounding (tests/test_onnx_step.py)."""
+    """The trunk's cached forward for one row: (x, cos, sin, k_0_0, ..., k_0_{Hkv-1}, v_0_0, ..., v_{L-1}_{Hkv-1})
+    -> (hidden [N, C], k_new [L, Hkv, N, Dh], v_new [L, Hkv, N, Dh]). The cache comes in one [S, Dh] array per
+    layer, kind and key/value head, exactly the S cached columns: each is a contiguous view of the trunk's
+    ``KVCache`` buffer ([1, Hkv, S_max, Dh]), so no call copies the cache (a graph slicing [Hkv, S_max, Dh]
+    inputs copied ~5 MB per call at S ~ 550). Equal to ``Transformer.forward`` on that row to float rounding
+    (tests/test_onnx_step.py)."""
 
     def __init__(self, trunk: nn.Module):
         super().__init__()
@@ -51,7 +55,7 @@ class TrunkStep(nn.Module):
         cfg = trunk.cfg
         self.H, self.Hkv, self.Dh, self.eps = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.norm_eps
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, past: Tensor, *kv: Tensor):
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, *kv: Tensor):
         H, Hkv, Dh, eps = self.H, self.Hkv, self.Dh, self.eps
         rep, n = H // Hkv, x.shape[0]
         # causal among the new positions: column j visible to row i when j <= i
@@ -69,18 +73,27 @@ class TrunkStep(nn.Module):
             v = qkv[:, (H + Hkv) * Dh :].reshape(n, Hkv, Dh).transpose(0, 1)  # [Hkv, N, Dh]
             ks.append(k)
             vs.append(v)
-            k_old = kv[2 * i][:, :past]  # [Hkv, S, Dh]
-            v_old = kv[2 * i + 1][:, :past]
             q = q / math.sqrt(Dh)
-            s_old = torch.matmul(q, k_old.transpose(1, 2))  # [Hkv, rep N, S]
             s_new = torch.matmul(q, k.transpose(1, 2)).reshape(Hkv, rep, n, n) + new_mask  # [Hkv, rep, N, N]
-            p = torch.cat([s_old, s_new.reshape(Hkv, rep * n, n)], dim=-1).softmax(-1)
-            o = torch.matmul(p[..., :past], v_old) + torch.matmul(p[..., past:], v)  # [Hkv, rep N, Dh]
+            s_new = s_new.reshape(Hkv, rep * n, n)
+            outs = []
+            for j in range(Hkv):  # per key/value head: its cached columns as they are
+                k_old, v_old = kv[2 * Hkv * i + j], kv[2 * Hkv * i + Hkv + j]  # [S, Dh] each
+                s_old = torch.matmul(q[j], k_old.transpose(0, 1))  # [rep N, S]
+                p = torch.cat([s_old, s_new[j]], dim=-1).softmax(-1)  # [rep N, S + N]
+                past = k_old.shape[0]
+                outs.append(torch.matmul(p[:, :past], v_old) + torch.matmul(p[:, past:], v[j]))  # [rep N, Dh]
+            o = torch.stack(outs)  # [Hkv, rep N, Dh]
             o = o.reshape(Hkv, rep, n, Dh).permute(2, 0, 1, 3).reshape(n, H * Dh)
             h = h + F.linear(o, a.out.weight)
             gate, up = F.linear(_rms(h, blk.mlp_norm.weight, eps), blk.mlp.gate_up.weight).chunk(2, dim=-1)
             h = h + F.linear(F.silu(gate) * up, blk.mlp.down.weight)
         return _rms(h, self.trunk.norm.weight, eps), torch.stack(ks), torch.stack(vs)
+
+
+def cache_names(n_layers: int, kv_heads: int) -> list[str]:
+    """The trunk step's cache inputs in order: per layer its keys then its values, one per key/value head."""
+    return [f"{kind}{i}_{j}" for i in range(n_layers) for kind in "kv" for j in range(kv_heads)]
 
 
 class OneStepNet(nn.Module):
@@ -114,18 +127,16 @@ def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str]
 
 
 def export_trunk_step(trunk: nn.Module) -> bytes:
-    """The ONNX model (bytes) of ``TrunkStep(trunk)`` with N and S_max dynamic."""
+    """The ONNX model (bytes) of ``TrunkStep(trunk)`` with N and S (the cached columns) dynamic."""
     cfg = trunk.cfg
-    n, s_max = 2, 8
+    n, s = 2, 3
     args = [torch.zeros(n, cfg.dim), torch.ones(n, cfg.head_dim), torch.zeros(n, cfg.head_dim)]
-    args.append(torch.tensor(3, dtype=torch.long))
-    names = ["x", "cos", "sin", "past"]
+    names = ["x", "cos", "sin"]
     dynamic: dict = {"x": {0: "N"}, "cos": {0: "N"}, "sin": {0: "N"}}
-    for i in range(cfg.n_layers):
-        for kind in "kv":
-            names.append(f"{kind}{i}")
-            args.append(torch.zeros(cfg.kv_heads, s_max, cfg.head_dim))
-            dynamic[f"{kind}{i}"] = {1: "S_max"}
+    for name in cache_names(cfg.n_layers, cfg.kv_heads):
+        names.append(name)
+        args.append(torch.zeros(s, cfg.head_dim))
+        dynamic[name] = {0: "S"}
     step = TrunkStep(trunk).eval()
     dynamic.update(hidden={0: "N"}, k_new={2: "N"}, v_new={2: "N"})
     return _export(step, tuple(args), names, ["hidden", "k_new", "v_new"], dynamic)
@@ -184,8 +195,13 @@ class OnnxTrunkRuntime:
         self.rope = trunk.rope
         self.int8 = int8  # its weights quantised (what a front end loaded is then visible)
         model = export_trunk_step(trunk)
-        self.session = _session(quantized_int8(model) if int8 else model, threads)
+        model = quantized_int8(model) if int8 else model
+        self.session = _session(model, threads)
+        # calls of many items (a prefill: a prompt and its text) are matrix products that a second thread
+        # speeds up, unlike the one-item steps (measured: a 330-item prefill 37 -> 30 ms); the same graph
+        self.wide = _session(model, max(threads, WIDE_THREADS)) if threads < WIDE_THREADS else self.session
         self._rope: tuple[np.ndarray, np.ndarray] | None = None
+        self._names = cache_names(self.cfg.n_layers, self.cfg.kv_heads)
 
     def _rope_table(self) -> tuple[np.ndarray, np.ndarray]:
         """cos, sign-folded sin [max_seq_len, Dh] as NumPy arrays (the trunk's ``RopeTable``), made once."""
@@ -222,17 +238,16 @@ class OnnxTrunkRuntime:
         cos, sin = self._rope_table()
         state = cache.__dict__.get("_onnx_feeds")  # kept on the cache: concurrent decodes share the runtime
         if state is None:
-            views = []
+            views = []  # per layer: its [Hkv, S_max, Dh] keys and values, shared memory
             for k, v in zip(cache.k, cache.v):
-                views += [k[0].numpy(), v[0].numpy()]  # [Hkv, S_max, Dh], shared memory
-            names = [f"{kind}{i}" for i in range(self.cfg.n_layers) for kind in "kv"]
-            state = cache.__dict__["_onnx_feeds"] = (views, dict(zip(names, views)))
-        views, feeds = state  # the cache's own feeds: its decode is the only one writing them
-        feeds.update(
-            x=np.ascontiguousarray(x, dtype=np.float32), cos=cos[pos : pos + n], sin=sin[pos : pos + n],
-            past=np.array(start, dtype=np.int64),
-        )
-        hidden, k_new, v_new = self.session.run(None, feeds)
+                views += [k[0].numpy(), v[0].numpy()]
+            heads = [view[j] for view in views for j in range(self.cfg.kv_heads)]  # [S_max, Dh], contiguous
+            state = cache.__dict__["_onnx_feeds"] = (views, heads, {})
+        views, heads, feeds = state  # the cache's own feeds: its decode is the only one writing them
+        for name, arr in zip(self._names, heads):  # the filled columns of each head, without a copy
+            feeds[name] = arr[:start]
+        feeds.update(x=np.ascontiguousarray(x, dtype=np.float32), cos=cos[pos : pos + n], sin=sin[pos : pos + n])
+        hidden, k_new, v_new = (self.wide if n > WIDE_ITEMS else self.session).run(None, feeds)
         for i in range(self.cfg.n_layers):
             views[2 * i][:, start : start + n] = k_new[i]
             views[2 * i + 1][:, start : start + n] = v_new[i]

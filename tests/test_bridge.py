@@ -328,3 +328,27 @@ def test_the_one_row_onnx_loop_gives_the_general_loops_frames(prompt, bridge, mo
     jobs = [dict(text="The boat sailed across the water.", prompt_audio=prompt[0], **kw)] * 2
     tts.synthesize_batch(jobs, batch_size=2)
     assert used == [1]  # two rows: the general loop
+
+
+def test_sentences_decode_one_at_a_time_on_the_onnx_one_step_path(prompt, monkeypatch):
+    """With one-row steps in ONNX Runtime, ``synthesize`` decodes a text's sentences one at a time (each through
+    the one-row loop) instead of as one eager batch; elsewhere together."""
+    pytest.importorskip("onnxruntime")
+    import latentlm.row_loop as rl
+
+    tts = _with_bridge()
+    one_step = tts._decoding(SynthesisOptions())
+    assert one_step.head == "one_step" and tts._rows_per_pass(one_step) == TTS.SENTENCE_ROWS
+    tts.use_onnx()
+    assert tts._rows_per_pass(one_step) == 1
+    assert tts._rows_per_pass(tts._decoding(SynthesisOptions(head="reference"))) == TTS.SENTENCE_ROWS
+    used = []
+    real = rl.row_loop
+
+    def spy(*a, **k):
+        used.append(1)
+        yield from real(*a, **k)
+
+    monkeypatch.setattr(rl, "row_loop", spy)
+    res = tts.synthesize("The boat sailed. It came back at noon.", prompt[0], prompt_text=prompt[1], seed=0)
+    assert len(res.info["frames"]) == 2 and used == [1, 1]

@@ -84,7 +84,8 @@ class SynthesisResult:
 
 
 class TTS:
-    SENTENCE_ROWS = 8  # sentences of one text decoded together by ``synthesize`` (weights read once per step)
+    SENTENCE_ROWS = 8  # sentences of one text decoded together by ``synthesize`` (weights read once per step;
+    # one at a time on the ONNX Runtime one-step path: ``_rows_per_pass``)
 
     def __init__(
         self,
@@ -450,8 +451,9 @@ class TTS:
         lat: dict[tuple[int, int], list[Tensor]] = {}
         stop: dict[tuple[int, int], str] = {}
         t1 = time.perf_counter()
-        for a in range(0, len(todo), self.SENTENCE_ROWS):
-            part = todo[a : a + self.SENTENCE_ROWS]
+        per_pass = self._rows_per_pass(decoding)
+        for a in range(0, len(todo), per_pass):
+            part = todo[a : a + per_pass]
             for r, z, reason in self._frames(
                 [job.rows[k] for k, _ in part],
                 [job.prompt] * len(part),
@@ -469,6 +471,14 @@ class TTS:
         t_vae = time.perf_counter() - t2
         stops = [stop.get((k, take), "eos") for k, (take, _) in enumerate(chosen)]
         return self._result(job, pieces, [len(x) for x in frames], stops, t2 - t1, t_vae, t0, chosen)
+
+    def _rows_per_pass(self, decoding: Decoding) -> int:
+        """Sentences ``synthesize`` decodes together: ``SENTENCE_ROWS`` (weights read once per step for all), but
+        one at a time when one-row steps run in ONNX Runtime with the one-step head (latentlm/row_loop.py: a
+        4-sentence paragraph 1.25x faster one at a time for the demo release, 2.2x for a 100M model, where
+        batches run eager; benchmarks/bench_tts.py)."""
+        fast = self.lm.trunk.runtime is not None and decoding.head == "one_step"
+        return 1 if fast else self.SENTENCE_ROWS
 
     def _choose(
         self, rows: list[Row], takes: int, items: Callable[[int, int], list[Tensor]]
