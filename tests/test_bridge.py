@@ -300,6 +300,21 @@ def test_chained_links_the_pairs_that_continue_each_other():
     assert chained(data).tolist() == [1, -1, -1, 4, -1, -1]
 
 
+def _spy_row_loop(monkeypatch) -> list[int]:
+    """One entry per decode that goes through latentlm/row_loop.py from now on."""
+    import latentlm.row_loop as rl
+
+    used: list[int] = []
+    real = rl.row_loop
+
+    def spy(*a, **k):
+        used.append(1)
+        yield from real(*a, **k)
+
+    monkeypatch.setattr(rl, "row_loop", spy)
+    return used
+
+
 @pytest.mark.parametrize("bridge", [True, False])
 def test_the_one_row_onnx_loop_gives_the_general_loops_frames(prompt, bridge, monkeypatch):
     """latentlm/row_loop.py: one unguided row with every network in ONNX Runtime decodes through the lean loop,
@@ -309,14 +324,7 @@ def test_the_one_row_onnx_loop_gives_the_general_loops_frames(prompt, bridge, mo
 
     tts = _with_bridge()
     tts.use_onnx()
-    used = []
-    real = rl.row_loop
-
-    def spy(*a, **k):
-        used.append(1)
-        yield from real(*a, **k)
-
-    monkeypatch.setattr(rl, "row_loop", spy)
+    used = _spy_row_loop(monkeypatch)
     kw = dict(prompt_text=prompt[1], seed=5, bridge=bridge)
     fast = tts.synthesize("The boat sailed across the water.", prompt[0], **kw)
     assert used == [1]
@@ -334,7 +342,6 @@ def test_sentences_decode_one_at_a_time_on_the_onnx_one_step_path(prompt, monkey
     """With one-row steps in ONNX Runtime, ``synthesize`` decodes a text's sentences one at a time (each through
     the one-row loop) instead of as one eager batch; elsewhere together."""
     pytest.importorskip("onnxruntime")
-    import latentlm.row_loop as rl
 
     tts = _with_bridge()
     one_step = tts._decoding(SynthesisOptions())
@@ -342,13 +349,6 @@ def test_sentences_decode_one_at_a_time_on_the_onnx_one_step_path(prompt, monkey
     tts.use_onnx()
     assert tts._rows_per_pass(one_step) == 1
     assert tts._rows_per_pass(tts._decoding(SynthesisOptions(head="reference"))) == TTS.SENTENCE_ROWS
-    used = []
-    real = rl.row_loop
-
-    def spy(*a, **k):
-        used.append(1)
-        yield from real(*a, **k)
-
-    monkeypatch.setattr(rl, "row_loop", spy)
+    used = _spy_row_loop(monkeypatch)
     res = tts.synthesize("The boat sailed. It came back at noon.", prompt[0], prompt_text=prompt[1], seed=0)
     assert len(res.info["frames"]) == 2 and used == [1, 1]

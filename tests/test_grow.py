@@ -47,6 +47,7 @@ def test_grown_release_speaks_as_the_release_did(real_speech_dir, real_manifest,
     n_before, n_grown = (sum(p.numel() for p in t.lm.parameters()) for t in (before, grown))
     assert n_grown - n_before == 3 * block
     assert grown.one_step is not None and grown.duration is not None  # the rest of the release came along
+    assert (grown.bridge is None) == (before.bridge is None)  # the same function: its step bridge still fits
     got = grown.synthesize("Hello there.", real_speech_dir / PROMPT, **kw)
     assert len(got.audio) == len(want.audio)
     np.testing.assert_allclose(got.audio, want.audio, atol=1e-4)

@@ -7,10 +7,11 @@ throwing away the CPU-hours already spent.
 New blocks are inserted evenly between the old ones (a trunk of 6 grown to 9 gets one after every second
 block). Each is a copy of the block below it with its attention output and MLP down projection zeroed, so it
 adds nothing to the residual stream at first (pre-norm blocks: x + 0 + 0): the grown model computes the same
-hidden states, the same logits and the same speech (tested), and its one-step head, distilled on those states,
-stays valid. Training then opens the new blocks from their output projections, as AdaLN-Zero and ReZero do
+hidden states, the same logits and the same speech (tested), and its one-step head and step bridge, fitted on
+those states, stay valid. Training then opens the new blocks from their output projections, as AdaLN-Zero and ReZero do
 (Gong et al. 2019, "Efficient training of BERT by progressively stacking", grow depth by copying blocks).
-The VAE, duration predictor and one-step head are copied unchanged; the release's config records the new depth.
+The VAE, duration predictor, one-step head and step bridge are copied unchanged; the release's config records
+the new depth.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def grow_release(release: str | Path, n_layers: int, out: str | Path) -> TTS:
     tts = TTS.from_pretrained(release)
     lm = grow_depth(tts.lm, n_layers)
     cfg = dataclasses.replace(tts.cfg, model=lm.cfg)
-    grown = TTS(cfg, lm, tts.vae, tts.frontend, tts.duration, tts.aligner, tts.one_step)
+    grown = TTS(cfg, lm, tts.vae, tts.frontend, tts.duration, tts.aligner, tts.one_step, tts.bridge)
     grown.save_pretrained(out)
     return grown
 
