@@ -13,7 +13,8 @@
    Saved to OUT/.distill/states.safetensors with what made them (the teacher's weights and config, the jobs'
    manifests and settings), so a rerun of the same distillation skips this step; states from another teacher or
    job set are recorded again, never reused.
-3. ``teacher_targets`` + ``distill`` (latentlm/distill.py), then OUT = the release + ``one_step_head/`` (the
+3. ``teacher_targets`` + ``distill`` (latentlm/distill.py), then OUT = the release (less any ``step_bridge/``:
+   fit one to the new head with ``tts.train_bridge``) + ``one_step_head/`` (the
    student and its OneStepConfig; ``--default`` makes it the release's default head). The report (held-out MSE
    against the teacher, beside the teacher's own one-step estimate) goes into the head's config meta.
 Measure the result on the real-voice dev set with ``BATCH_ARGS="--head one_step"
@@ -36,6 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from evaluation.whisper_base import sha256_file
+from latentlm.bridge import DIRNAME as BRIDGE_DIRNAME
 from latentlm.checkpoint import RELEASE_CONFIG, RELEASE_WEIGHTS
 from latentlm.distill import HeadRecorder, distill, teacher_targets
 from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
@@ -212,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher, data, train_steps=args.train_steps, lr=args.lr, generator=g, log_every=max(1, args.train_steps // 10)
     )
     print(json.dumps(asdict(report)))
-    copy_release(src, out, leave=(DIRNAME, ".distill"))  # the release as it is, without an old one-step head
+    # the release as it is, without an old one-step head or a step bridge fitted with it (tts.train_bridge)
+    copy_release(src, out, leave=(DIRNAME, ".distill", BRIDGE_DIRNAME))
     cfg = OneStepConfig(
         head=teacher.cfg, modality=MODALITY, cfg_scale=tts.cfg.cfg_scale, teacher_steps=steps,
         max_temperature=args.max_temperature, default=args.default,
