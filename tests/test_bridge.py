@@ -318,7 +318,7 @@ def _spy_row_loop(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("bridge", [True, False])
 def test_the_one_row_onnx_loop_gives_the_general_loops_frames(prompt, bridge, monkeypatch):
     """latentlm/row_loop.py: one unguided row with every network in ONNX Runtime decodes through the lean loop,
-    to the same frames as the general loop; batches of several rows never take it."""
+    to the same frames as the general loop; calls of several rows or with guidance never take it."""
     pytest.importorskip("onnxruntime")
     import latentlm.row_loop as rl
 
@@ -334,13 +334,18 @@ def test_the_one_row_onnx_loop_gives_the_general_loops_frames(prompt, bridge, mo
     np.testing.assert_allclose(fast.audio, general.audio, atol=1e-5)
     monkeypatch.setattr(rl, "FAST_ROW", True)
     jobs = [dict(text="The boat sailed across the water.", prompt_audio=prompt[0], **kw)] * 2
-    tts.synthesize_batch(jobs, batch_size=2)
-    assert used == [1]  # two rows: the general loop
+    batched = tts.synthesize_batch(jobs, batch_size=2)  # one row at a time on this path (TTS._rows_per_pass)
+    assert used == [1, 1, 1]
+    np.testing.assert_allclose(batched[1].audio, fast.audio, atol=1e-5)
+    head = {MODALITY: tts.one_step[0]}
+    assert rl.covers(tts.lm, head, MODALITY, tts.bridge, 1.0, 1, "dpm++2m", 0.0, 1, None)
+    assert not rl.covers(tts.lm, head, MODALITY, tts.bridge, 1.0, 1, "dpm++2m", 0.0, 2, None)  # two rows
+    assert not rl.covers(tts.lm, head, MODALITY, tts.bridge, 2.0, 1, "dpm++2m", 0.0, 1, None)  # guided
 
 
 def test_sentences_decode_one_at_a_time_on_the_onnx_one_step_path(prompt, monkeypatch):
     """With one-row steps in ONNX Runtime, ``synthesize`` decodes a text's sentences one at a time (each through
-    the one-row loop) instead of as one eager batch; elsewhere together."""
+    the one-row loop) instead of as one eager batch, and ``synthesize_batch`` its jobs; elsewhere together."""
     pytest.importorskip("onnxruntime")
 
     tts = _with_bridge()
@@ -352,3 +357,6 @@ def test_sentences_decode_one_at_a_time_on_the_onnx_one_step_path(prompt, monkey
     used = _spy_row_loop(monkeypatch)
     res = tts.synthesize("The boat sailed. It came back at noon.", prompt[0], prompt_text=prompt[1], seed=0)
     assert len(res.info["frames"]) == 2 and used == [1, 1]
+    jobs = [dict(text="The boat sailed.", prompt_audio=prompt[0], prompt_text=prompt[1], seed=s) for s in (0, 1)]
+    tts.synthesize_batch(jobs, batch_size=8)  # and so does a batch of jobs
+    assert used == [1] * 4

@@ -556,7 +556,8 @@ class TTS:
         """Several jobs ({"text", "prompt_audio", "prompt_text"?, "steps"?, "cfg"?, "temperature"?, "seed"?,
         "max_seconds"?, "continuation"?, "speed"?, "takes"?, "bridge"?}) decoded together: every sentence of every
         job (every take of it, with ``takes``) is one row of a right-padded batch
-        (rows grouped by head/steps/cfg/temperature, ``batch_size`` rows per pass). Every row draws its noise from
+        (rows grouped by head/steps/cfg/temperature, ``batch_size`` rows per pass; one, where one-row steps run in
+        ONNX Runtime with the one-step head: ``_rows_per_pass``). Every row draws its noise from
         its own generator, seeded from (job seed, sentence index) exactly as ``synthesize`` does, so each
         result equals ``synthesize`` with the same seed (up to float rounding of batched matmuls), at any
         temperature. Every job's settings are a ``SynthesisOptions`` (checked before any work). ``on_error="return"``
@@ -607,8 +608,9 @@ class TTS:
         t1 = time.perf_counter()
         for key in sorted({r[2] for r in rows}):
             group = [r for r in rows if r[2] == key]
-            for a in range(0, len(group), batch_size):
-                part = group[a : a + batch_size]
+            per_pass = min(batch_size, self._rows_per_pass(key))  # one at a time on the ONNX one-step path
+            for a in range(0, len(group), per_pass):
+                part = group[a : a + per_pass]
                 g = [self._generator(seed, s, t) for _, s, _, seed, t in part]  # one per row, as in synthesize
                 rs = [prepared[i].rows[s] for i, s, *_ in part]
                 pr = [prepared[i].prompt for i, *_ in part]
