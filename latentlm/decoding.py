@@ -285,8 +285,8 @@ def iterate(
         else:
             bridging = None
         fast = None
-        (m_name,) = model.latent_dims if len(model.latent_dims) == 1 else (None,)
-        if m_name is not None and row_loop.covers(
+        m_name = next(iter(model.latent_dims), None)  # row_loop.covers a model of one modality only
+        if row_loop.covers(
             model, heads, m_name, bridging[0] if bridging else None, cfg, steps, solver, read_noise, rows, generator
         ) and bool(cache.key_valid[0, : cache.length].all()) and int(open_m[0]) == 0:
             fast = (model, heads[m_name], temperature, generator, cache, last[0].float().numpy(), dmax)
@@ -377,52 +377,53 @@ def _follow(
     emitted = step[None] < lens[:, None]  # [B, T] rows that emit an item at each step
     done_after = step[None] >= lens[:, None] - 1  # [B, T] finished after each step
     is_lat = toks == lay.lat
-    bridged = torch.zeros(b, T, dtype=torch.bool)  # [B, T] latents sampled from the bridge's state
+    marks = [[False] * T for _ in plan]  # per row and step: its latent is sampled from the bridge's state
     if bridging is not None:
         from latentlm.bridge import bridge_plan
 
         bridge, m_idx, newest, open_rows = bridging
         k_max, empty = bridge.cfg.max_tokens, bridge.cfg.vocab
-        slots = torch.full((b, T, k_max), empty, dtype=torch.long)  # [B, T, K]
+        row_slots = [[[empty] * k_max] * T for _ in plan]  # per row and step: the token slots the bridge reads
         for r, p in enumerate(plan):
             if int(open_rows[r]) != m_idx:  # a span of another modality: its latents come from the trunk
                 continue
-            marks, sl = bridge_plan(list(p[:T]), lay.lat, empty, k_max, bridge.cfg.chain)
-            for t_, (mk, s_) in enumerate(zip(marks, sl)):
-                if mk:
-                    bridged[r, t_] = True
-                    slots[r, t_] = torch.tensor(s_)
-        slots = slots.to(dev)
+            mk, sl = bridge_plan(list(p[:T]), lay.lat, empty, k_max, bridge.cfg.chain)
+            marks[r][: len(mk)] = mk
+            row_slots[r][: len(sl)] = [x or [empty] * k_max for x in sl]
+        slots = torch.tensor(row_slots, dtype=torch.long, device=dev)  # [B, T, K]
         src_h = src_z = None  # [B, C], [B, D]: each row's previous latent's state (the trunk's or the bridge's)
         # and its value as read
+    bridged = torch.tensor(marks, dtype=torch.bool).reshape(b, T)  # [B, T]
     real = is_lat & ~bridged  # [B, T] latents sampled from the trunk's state
     # per step, as Python values (the loop reads them every step): the trunk is needed, something is bridged,
     # some row emits a latent
     need_trunk, any_bridged, any_lat = (x.any(0).tolist() for x in (real, bridged, is_lat))
+    toks, un_toks, emitted, done_after, is_lat, bridged = (
+        x.to(dev) for x in (toks, un_toks, emitted, done_after, is_lat, bridged)
+    )
+
+    def step_at(t: int, lat_vals: Tensor, lat_mod: Tensor) -> Step:
+        """The ``Step`` of step t (rows end with their plan, or all at ``max_new``)."""
+        finished, truncated = done_after[:, t].clone(), torch.zeros(b, dtype=torch.bool, device=dev)
+        if t == max_new - 1:
+            truncated, finished = ~finished, torch.ones_like(finished)
+        return Step(tokens=toks[:, t], latents=lat_vals, modality=lat_mod, finished=finished, truncated=truncated)
+
     if fast is not None:  # one row, every network in ONNX Runtime: latentlm/row_loop.py
         model, head, temperature, generator, cache, first_hidden, dmax = fast
-        no_trunc = torch.zeros(1, dtype=torch.bool)
 
-        def make_step(t: int, tok: int, z) -> Step:
+        def make_step(t: int, z) -> Step:
             lat_vals, lat_mod = torch.zeros(1, dmax), torch.full((1,), -1, dtype=torch.long)
             if z is not None:
                 lat_vals[0, : len(z)] = torch.from_numpy(z)
                 lat_mod[0] = 0
-            finished, truncated = done_after[:, t].clone(), no_trunc.clone()
-            if t == max_new - 1:
-                truncated, finished = ~finished, torch.ones_like(finished)
-            return Step(tokens=toks[:, t], latents=lat_vals, modality=lat_mod, finished=finished, truncated=truncated)
+            return step_at(t, lat_vals, lat_mod)
 
-        marks = bridged[0].tolist()
-        row_slots = slots[0].tolist() if bridging is not None else None
         yield from row_loop.row_loop(
-            model, plan[0], head, bridging[0] if bridging is not None else None, marks, row_slots, temperature,
-            generator, cache, first_hidden, T, make_step,
+            model, plan[0], head, bridging[0] if bridging is not None else None, marks[0],
+            row_slots[0] if bridging is not None else None, temperature, generator, cache, first_hidden, T, make_step,
         )
         return
-    toks, un_toks, emitted, done_after, is_lat, bridged = (
-        x.to(dev) for x in (toks, un_toks, emitted, done_after, is_lat, bridged)
-    )
     no_latents = None  # (latents [B, Dmax], modality [B]) of a step without latents, made once
     for t in range(T):
         tok, lat_t = toks[:, t], is_lat[:, t]
@@ -440,11 +441,9 @@ def _follow(
             if no_latents is None:
                 no_latents = sample_latents(lat_t)
             lat_vals, lat_mod = (x.clone() for x in no_latents)
-        finished, truncated = done_after[:, t].clone(), torch.zeros(b, dtype=torch.bool, device=dev)
-        if t == max_new - 1:
-            truncated, finished = ~finished, torch.ones_like(finished)
-        yield Step(tokens=tok, latents=lat_vals, modality=lat_mod, finished=finished, truncated=truncated)
-        if finished.all():
+        st = step_at(t, lat_vals, lat_mod)
+        yield st
+        if st.finished.all():
             return
         column = [tok, read_back(lat_vals, lat_t), lat_mod, emitted[:, t]]
         if bridging is not None and any_lat[t]:

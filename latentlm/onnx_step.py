@@ -169,6 +169,11 @@ def quantized_int8(model: bytes) -> bytes:
             logging.disable(logging.NOTSET)
 
 
+def _weights(model: bytes, int8: bool) -> bytes:
+    """The exported model, with its MatMul weights in int8 when asked (``quantized_int8``)."""
+    return quantized_int8(model) if int8 else model
+
+
 def _session(model: bytes, threads: int):
     import onnxruntime as ort
 
@@ -194,8 +199,7 @@ class OnnxTrunkRuntime:
         self.cfg = trunk.cfg
         self.rope = trunk.rope
         self.int8 = int8  # its weights quantised (what a front end loaded is then visible)
-        model = export_trunk_step(trunk)
-        model = quantized_int8(model) if int8 else model
+        model = _weights(export_trunk_step(trunk), int8)
         self.session = _session(model, threads)
         # calls of many items (a prefill: a prompt and its text) are matrix products that a second thread
         # speeds up, unlike the one-item steps (measured: a 330-item prefill 37 -> 30 ms); the same graph
@@ -263,8 +267,7 @@ class OnnxHeadRuntime:
 
     def __init__(self, head: nn.Module, threads: int = 1, int8: bool = False):
         self.int8 = int8
-        model = export_one_step(head)
-        self.session = _session(quantized_int8(model) if int8 else model, threads)
+        self.session = _session(_weights(export_one_step(head), int8), threads)
 
     def __call__(self, x_T: Tensor, cond: Tensor) -> Tensor:  # [M, D] float32, [M, C] -> [M, D] float32
         (x0,) = self.session.run(None, {"x_T": x_T.numpy(), "cond": cond.float().numpy()})
@@ -294,8 +297,7 @@ class OnnxBridgeRuntime:
 
     def __init__(self, bridge: nn.Module, threads: int = 1, int8: bool = False):
         self.int8 = int8
-        model = export_bridge(bridge)
-        self.session = _session(quantized_int8(model) if int8 else model, threads)
+        self.session = _session(_weights(export_bridge(bridge), int8), threads)
 
     def __call__(self, h: Tensor, z: Tensor, tokens: Tensor) -> Tensor:  # [M, C], [M, D], [M, K] -> [M, C]
         feeds = {"h": h.float().numpy(), "z": z.float().numpy(), "tokens": tokens.long().numpy()}

@@ -48,11 +48,10 @@ def embed(model, tokens: list[int], latents: list[np.ndarray | None], d: int) ->
     """The pending items' input embeddings [N, C], computed by ``LatentLM.embed_items`` as the general loop
     computes them (bit for bit: int8 sessions turn float rounding into different frames)."""
     lat = np.zeros((len(tokens), d), dtype=np.float32)
-    is_lat = [z is not None for z in latents]
     for i, z in enumerate(latents):
         if z is not None:
             lat[i] = z
-    mod = torch.tensor([0 if x else -1 for x in is_lat])[None]
+    mod = torch.tensor([-1 if z is None else 0 for z in latents])[None]
     return model.embed_items(torch.tensor(tokens)[None], torch.from_numpy(lat)[None], mod)[0].numpy()
 
 
@@ -61,8 +60,9 @@ def row_loop(
     generator, cache, first_hidden: np.ndarray, T: int, make_step: Callable,
 ) -> Iterator:
     """Decode one row along ``plan`` (its first ``T`` steps). ``first_hidden`` [C]: the trunk's state after the
-    prefix; ``bridged`` / ``slots``: ``bridge_plan``'s marks (all False without a bridge); ``make_step(t, tok,
-    z)``: the ``decoding.Step`` of step t (z [D] NumPy, or None for a token)."""
+    prefix; ``bridged`` / ``slots``: ``bridge_plan``'s marks (all False without a bridge); ``make_step(t, z)``:
+    the ``decoding.Step`` of step t (z [D] NumPy, or None for a token); the loop ends with the first finished
+    one."""
     lay = model.layout
     (m,) = model.latent_dims
     d = model.latent_dims[m]
@@ -89,9 +89,9 @@ def row_loop(
             noise = torch.randn((1, d), generator=g).numpy()
             (z,) = head_run(None, {"x_T": noise * np.float32(temperature), "cond": cond})  # [1, D]
             src_h, src_z = cond, z
-        done = t == len(plan) - 1
-        yield make_step(t, tok, None if z is None else z[0])
-        if done:
+        st = make_step(t, None if z is None else z[0])
+        yield st
+        if st.finished.all():
             return
         pending_tok.append(tok)
         pending_lat.append(None if z is None else z[0])
