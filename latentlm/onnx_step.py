@@ -5,108 +5,32 @@ trunk, ~12 us each on this CPU). Exported to ONNX and run by ONNX Runtime (alrea
 the same arithmetic runs as one native graph. Measured on the 2-core development machine (demo release, one
 row): ``benchmarks/bench_tts.py --backend onnx``.
 
-- ``TrunkStep``: the trunk's arithmetic for N new positions of ONE row after S cached ones, written with ops
-  ONNX exports (RMSNorm by hand, attention by matmuls, grouped-query heads by reshape). Inputs: x [N, C],
-  cos/sin [N, Dh] (``RopeTable`` layout), the cache buffers of every layer [Hkv, S_max, Dh] and ``past`` (S, a
-  0-d int64): keys/values are read from columns [0, S) (a padding column of the row would be attended to, so
-  the runtime is used only where every cached column is valid). Outputs: hidden [N, C] (after the final norm),
-  the new keys/values [L, Hkv, N, Dh], which the caller writes at columns [S, S + N).
-- ``OneStepNet``: ``distill.one_step`` (x0 from x_T at t = T-1) for a head, with t baked in.
+- the trunk's arithmetic for N new positions of ONE row after S cached ones: latentlm/onnx_trunk.py's graph on
+  ONNX Runtime's fused operators, reading and writing the ``KVCache`` buffers in place (the runtime is used only
+  where every cached column of the row is valid).
+- a head's one-step sample (``distill.one_step``: x0 from x_T at t = T-1): latentlm/onnx_head.py's graph.
+- a step bridge's prediction (latentlm/bridge.py): traced by ``torch.onnx.export``.
 - ``OnnxTrunkRuntime`` / ``OnnxHeadRuntime``: sessions built in memory (nothing written to disk), called by
   ``Transformer.forward`` and ``DiffusionHead.sample`` through their ``runtime`` hooks where the call is one
   they cover, so decoding code does not change; every other call (prefill of several rows, training, guidance,
   multi-step heads) runs eager as before.
 
-Dimension legend: N new positions, S cached columns (S_max allocated), C width, L layers, H query heads, Hkv
-key/value heads, Dh head dim, M rows of a head call, D latent dim.
+Dimension legend: N new positions, S cached columns (S_max allocated), C width, M rows of a head call, D latent
+dim.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 OPSET = 17
 WIDE_THREADS, WIDE_ITEMS = 2, 16  # trunk calls of more than WIDE_ITEMS items run on WIDE_THREADS threads
-
-
-def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * weight
-
-
-class TrunkStep(nn.Module):
-    """The trunk's cached forward for one row: (x, cos, sin, k_0_0, ..., k_0_{Hkv-1}, v_0_0, ..., v_{L-1}_{Hkv-1})
-    -> (hidden [N, C], k_new [L, Hkv, N, Dh], v_new [L, Hkv, N, Dh]). The cache comes in one [S, Dh] array per
-    layer, kind and key/value head, exactly the S cached columns: each is a contiguous view of the trunk's
-    ``KVCache`` buffer ([1, Hkv, S_max, Dh]), so no call copies the cache (a graph slicing [Hkv, S_max, Dh]
-    inputs copied ~5 MB per call at S ~ 550). Equal to ``Transformer.forward`` on that row to float rounding
-    (tests/test_onnx_step.py)."""
-
-    def __init__(self, trunk: nn.Module):
-        super().__init__()
-        self.trunk = trunk
-        cfg = trunk.cfg
-        self.H, self.Hkv, self.Dh, self.eps = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.norm_eps
-
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, *kv: Tensor):
-        H, Hkv, Dh, eps = self.H, self.Hkv, self.Dh, self.eps
-        rep, n = H // Hkv, x.shape[0]
-        # causal among the new positions: column j visible to row i when j <= i
-        ar = torch.arange(n)
-        new_mask = torch.where(ar[None, :] <= ar[:, None], 0.0, float("-inf"))  # [N, N]
-        ks, vs, h = [], [], x
-        for i, blk in enumerate(self.trunk.layers):
-            a = blk.attn
-            qkv = F.linear(_rms(h, blk.attn_norm.weight, eps), a.qkv.weight)  # [N, (H + 2 Hkv) Dh]
-            qk = qkv[:, : (H + Hkv) * Dh].reshape(n, H + Hkv, Dh)
-            x1, x2 = qk.chunk(2, dim=-1)
-            qk = qk * cos[:, None] + torch.cat([x2, x1], dim=-1) * sin[:, None]
-            q = qk[:, :H].reshape(n, Hkv, rep, Dh).permute(1, 2, 0, 3).reshape(Hkv, rep * n, Dh)
-            k = qk[:, H:].transpose(0, 1)  # [Hkv, N, Dh]
-            v = qkv[:, (H + Hkv) * Dh :].reshape(n, Hkv, Dh).transpose(0, 1)  # [Hkv, N, Dh]
-            ks.append(k)
-            vs.append(v)
-            q = q / math.sqrt(Dh)
-            s_new = torch.matmul(q, k.transpose(1, 2)).reshape(Hkv, rep, n, n) + new_mask  # [Hkv, rep, N, N]
-            s_new = s_new.reshape(Hkv, rep * n, n)
-            outs = []
-            for j in range(Hkv):  # per key/value head: its cached columns as they are
-                k_old, v_old = kv[2 * Hkv * i + j], kv[2 * Hkv * i + Hkv + j]  # [S, Dh] each
-                s_old = torch.matmul(q[j], k_old.transpose(0, 1))  # [rep N, S]
-                p = torch.cat([s_old, s_new[j]], dim=-1).softmax(-1)  # [rep N, S + N]
-                past = k_old.shape[0]
-                outs.append(torch.matmul(p[:, :past], v_old) + torch.matmul(p[:, past:], v[j]))  # [rep N, Dh]
-            o = torch.stack(outs)  # [Hkv, rep N, Dh]
-            o = o.reshape(Hkv, rep, n, Dh).permute(2, 0, 1, 3).reshape(n, H * Dh)
-            h = h + F.linear(o, a.out.weight)
-            gate, up = F.linear(_rms(h, blk.mlp_norm.weight, eps), blk.mlp.gate_up.weight).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, blk.mlp.down.weight)
-        return _rms(h, self.trunk.norm.weight, eps), torch.stack(ks), torch.stack(vs)
-
-
-def cache_names(n_layers: int, kv_heads: int) -> list[str]:
-    """The trunk step's cache inputs in order: per layer its keys then its values, one per key/value head."""
-    return [f"{kind}{i}_{j}" for i in range(n_layers) for kind in "kv" for j in range(kv_heads)]
-
-
-class OneStepNet(nn.Module):
-    """x_T [M, D], cond [M, C] -> x0 [M, D]: the head's x0 estimate at t = T-1 (``distill.one_step``)."""
-
-    def __init__(self, head: nn.Module):
-        super().__init__()
-        self.head = head
-
-    def forward(self, x_T: Tensor, cond: Tensor) -> Tensor:
-        from latentlm.distill import one_step
-
-        return one_step(self.head, x_T, cond)
 
 
 def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str], dynamic: dict) -> bytes:
@@ -126,29 +50,6 @@ def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str]
     return buf.getvalue()
 
 
-def export_trunk_step(trunk: nn.Module) -> bytes:
-    """The ONNX model (bytes) of ``TrunkStep(trunk)`` with N and S (the cached columns) dynamic."""
-    cfg = trunk.cfg
-    n, s = 2, 3
-    args = [torch.zeros(n, cfg.dim), torch.ones(n, cfg.head_dim), torch.zeros(n, cfg.head_dim)]
-    names = ["x", "cos", "sin"]
-    dynamic: dict = {"x": {0: "N"}, "cos": {0: "N"}, "sin": {0: "N"}}
-    for name in cache_names(cfg.n_layers, cfg.kv_heads):
-        names.append(name)
-        args.append(torch.zeros(s, cfg.head_dim))
-        dynamic[name] = {0: "S"}
-    step = TrunkStep(trunk).eval()
-    dynamic.update(hidden={0: "N"}, k_new={2: "N"}, v_new={2: "N"})
-    return _export(step, tuple(args), names, ["hidden", "k_new", "v_new"], dynamic)
-
-
-def export_one_step(head: nn.Module) -> bytes:
-    """The ONNX model (bytes) of ``OneStepNet(head)`` with M dynamic."""
-    cfg = head.cfg
-    args = (torch.zeros(2, cfg.latent_dim), torch.zeros(2, cfg.cond_dim))
-    return _export(OneStepNet(head).eval(), args, ["x_T", "cond"], ["x0"], {"x_T": {0: "M"}, "cond": {0: "M"}})
-
-
 def quantized_int8(model: bytes) -> bytes:
     """The model with its MatMul weights in int8 (ONNX Runtime's dynamic quantisation: weights per output
     channel, activations quantised per call): a quarter of the weight bytes each step streams."""
@@ -163,7 +64,10 @@ def quantized_int8(model: bytes) -> bytes:
         logging.disable(logging.WARNING)  # its advice to pre-process the graph, through the root logger
         try:
             out = Path(tmp) / "int8.onnx"
-            quantize_dynamic(onnx.load_from_string(model), out, per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                onnx.load_from_string(model), out, per_channel=True, weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # past ONNX Runtime's own operators
+            )
             return out.read_bytes()
         finally:
             logging.disable(logging.NOTSET)
@@ -190,29 +94,22 @@ def _session(model: bytes, threads: int):
 
 class OnnxTrunkRuntime:
     """Runs ``Transformer.forward`` calls that feed one row with a KV cache (every item valid, default positions)
-    through ONNX Runtime; ``covers`` says which calls. The cache stays the trunk's ``KVCache``: the runtime reads
-    its buffers in place and writes the new columns back, so eager and runtime calls can alternate."""
+    through ONNX Runtime (latentlm/onnx_trunk.py's graph); ``covers`` says which calls. The cache stays the trunk's
+    ``KVCache``: the graph reads and writes its buffers in place, bound once per cache and session, so eager and
+    runtime calls can alternate."""
 
     def __init__(self, trunk: nn.Module, threads: int = 1, int8: bool = False):
+        from latentlm.onnx_trunk import trunk_step_graph
+
         if next(trunk.parameters()).device.type != "cpu":
             raise ValueError("the ONNX Runtime path runs on the CPU; move the model there first")
         self.cfg = trunk.cfg
-        self.rope = trunk.rope
         self.int8 = int8  # its weights quantised (what a front end loaded is then visible)
-        model = _weights(export_trunk_step(trunk), int8)
+        model = _weights(trunk_step_graph(trunk), int8)
         self.session = _session(model, threads)
         # calls of many items (a prefill: a prompt and its text) are matrix products that a second thread
         # speeds up, unlike the one-item steps (measured: a 330-item prefill 37 -> 30 ms); the same graph
         self.wide = _session(model, max(threads, WIDE_THREADS)) if threads < WIDE_THREADS else self.session
-        self._rope: tuple[np.ndarray, np.ndarray] | None = None
-        self._names = cache_names(self.cfg.n_layers, self.cfg.kv_heads)
-
-    def _rope_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """cos, sign-folded sin [max_seq_len, Dh] as NumPy arrays (the trunk's ``RopeTable``), made once."""
-        if self._rope is None:
-            cos, sin = self.rope.lookup(torch.arange(self.cfg.max_seq_len)[None])  # [1, L, 1, Dh]
-            self._rope = (cos[0, :, 0].numpy().copy(), sin[0, :, 0].numpy().copy())
-        return self._rope
 
     def covers(self, x: Tensor, valid: Tensor | None, positions: Tensor | None, cache) -> bool:
         return (
@@ -220,6 +117,7 @@ class OnnxTrunkRuntime:
             and x.shape[0] == 1
             and positions is None
             and x.dtype == torch.float32
+            and cache.k[0].dtype == torch.float32
             and not torch.is_grad_enabled()
             and (valid is None or bool(valid.all()))
             and bool(cache.key_valid[0, : cache.length].all())
@@ -229,6 +127,26 @@ class OnnxTrunkRuntime:
         """x [1, N, C] -> hidden [1, N, C]; appends N columns to ``cache`` (as ``Transformer.forward`` does)."""
         return torch.from_numpy(self.step(x[0].numpy(), cache))[None]
 
+    def _binding(self, session, cache):
+        """The IO binding of ``session`` for ``cache``: every layer's key/value buffer bound as both the past and
+        the present of its attention (shared memory, written in place), made once per cache; kept on the cache,
+        so decodes running at once (the server's workers) share the runtime, each with its own cache."""
+        import onnxruntime as ort
+
+        bindings = cache.__dict__.setdefault("_onnx_bindings", {})
+        if id(session) not in bindings:
+            if not all(t.is_contiguous() for t in cache.k + cache.v):
+                raise ValueError("OnnxTrunkRuntime: the cache's buffers must be contiguous (it writes them in place)")
+            io = session.io_binding()
+            io.bind_output("hidden")  # first: outputs come back in binding order
+            for i, (k, v) in enumerate(zip(cache.k, cache.v)):
+                for kind, buf in (("key", k), ("value", v)):
+                    val = ort.OrtValue.ortvalue_from_numpy(buf.numpy())  # [1, Hkv, S_max, Dh], no copy
+                    io.bind_ortvalue_input(f"past_{kind}{i}", val)
+                    io.bind_ortvalue_output(f"present_{kind}{i}", val)
+            bindings[id(session)] = (session, io)
+        return bindings[id(session)][1]
+
     def step(self, x: np.ndarray, cache) -> np.ndarray:
         """``__call__`` in NumPy: x [N, C] float32 -> hidden [N, C] (latentlm/row_loop.py calls it directly)."""
         n, start = x.shape[0], cache.length
@@ -236,25 +154,19 @@ class OnnxTrunkRuntime:
             raise ValueError(
                 f"Transformer: KV cache overflow: {start} columns filled + {n} new > max_len {cache.max_len}"
             )
-        pos = int(cache.n_valid[0])  # every column valid (``covers``): the next position
-        if pos + n > self.cfg.max_seq_len:
+        if int(cache.n_valid[0]) != start:  # every column valid (``covers``): positions are the columns
+            raise ValueError("OnnxTrunkRuntime: the cache's positions are not its columns")
+        if start + n > self.cfg.max_seq_len:
             raise ValueError(f"Transformer: RoPE positions must lie in [0, {self.cfg.max_seq_len})")
-        cos, sin = self._rope_table()
-        state = cache.__dict__.get("_onnx_feeds")  # kept on the cache: concurrent decodes share the runtime
-        if state is None:
-            views = []  # per layer: its [Hkv, S_max, Dh] keys and values, shared memory
-            for k, v in zip(cache.k, cache.v):
-                views += [k[0].numpy(), v[0].numpy()]
-            heads = [view[j] for view in views for j in range(self.cfg.kv_heads)]  # [S_max, Dh], contiguous
-            state = cache.__dict__["_onnx_feeds"] = (views, heads, {})
-        views, heads, feeds = state  # the cache's own feeds: its decode is the only one writing them
-        for name, arr in zip(self._names, heads):  # the filled columns of each head, without a copy
-            feeds[name] = arr[:start]
-        feeds.update(x=np.ascontiguousarray(x, dtype=np.float32), cos=cos[pos : pos + n], sin=sin[pos : pos + n])
-        hidden, k_new, v_new = (self.wide if n > WIDE_ITEMS else self.session).run(None, feeds)
-        for i in range(self.cfg.n_layers):
-            views[2 * i][:, start : start + n] = k_new[i]
-            views[2 * i + 1][:, start : start + n] = v_new[i]
+        session = self.wide if n > WIDE_ITEMS else self.session
+        io = self._binding(session, cache)
+        x = np.ascontiguousarray(x[None], dtype=np.float32)  # [1, N, C], alive until the run returns
+        io.bind_cpu_input("x", x)
+        io.bind_cpu_input("seqlens_k", np.array([start + n - 1], dtype=np.int32))
+        io.bind_cpu_input("total_len", np.array(start + n, dtype=np.int32))
+        io.bind_output("hidden")  # unallocated again (it keeps the last run's value, shaped for that run's N)
+        session.run_with_iobinding(io)
+        hidden = io.get_outputs()[0].numpy()[0]  # [N, C]
         cache.key_valid[:, start : start + n] = True
         cache.length += n
         cache.n_valid += n
@@ -266,8 +178,10 @@ class OnnxHeadRuntime:
     same noise draws, the same x0 to float rounding."""
 
     def __init__(self, head: nn.Module, threads: int = 1, int8: bool = False):
+        from latentlm.onnx_head import one_step_graph
+
         self.int8 = int8
-        self.session = _session(_weights(export_one_step(head), int8), threads)
+        self.session = _session(_weights(one_step_graph(head), int8), threads)
 
     def __call__(self, x_T: Tensor, cond: Tensor) -> Tensor:  # [M, D] float32, [M, C] -> [M, D] float32
         (x0,) = self.session.run(None, {"x_T": x_T.numpy(), "cond": cond.float().numpy()})

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from latentlm.onnx_step import OnnxHeadRuntime, OnnxTrunkRuntime
+from latentlm.diffusion import DiffusionConfig
+from latentlm.distill import one_step
+from latentlm.head import DiffusionHead, HeadConfig
+from latentlm.onnx_step import WIDE_ITEMS, OnnxHeadRuntime, OnnxTrunkRuntime
 from latentlm.transformer import KVCache, Transformer, TransformerConfig
 from tts.model import TTS, TTSInputError
 
@@ -27,12 +30,14 @@ def test_trunk_runtime_equals_the_eager_trunk_step_by_step(kv_heads):
     rt = OnnxTrunkRuntime(trunk, threads=1)
     eager, onnx = (KVCache.empty(trunk.cfg, 1, 40, "cpu", torch.float32) for _ in range(2))
     with torch.no_grad():
-        prompt = torch.randn(1, 9, 64)
-        trunk(prompt, cache=eager)
-        trunk(prompt, cache=onnx)
-        for n in (1, 3, 1, 2, 1):  # several new items in one call, as lazy feeding does
+        prompt = torch.randn(1, WIDE_ITEMS + 3, 64)  # a prefill: the runtime's two-thread session
+        torch.testing.assert_close(rt(prompt, onnx), trunk(prompt, cache=eager), atol=2e-5, rtol=1e-4)
+        # several new items in one call, as lazy feeding does; one call eager on the runtime's cache too (the
+        # runtime then reads what the eager call wrote into the buffers it has bound)
+        for n, eager_too in ((1, False), (3, False), (1, True), (2, False), (1, False)):
             x = torch.randn(1, n, 64)
-            a, b = trunk(x, cache=eager), rt(x, onnx)
+            a = trunk(x, cache=eager)
+            b = trunk(x, cache=onnx) if eager_too else rt(x, onnx)
             torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4)
             assert onnx.length == eager.length and torch.equal(onnx.n_valid, eager.n_valid)
             for ke, ko in zip(eager.k + eager.v, onnx.k + onnx.v):
@@ -95,6 +100,21 @@ def test_head_runtime_equals_the_one_step_sample(release):
             head.runtime = None
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
     assert ten.shape == ref.shape
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_head_graph_equals_one_step_for_any_head(prediction):
+    """The hand-written graph (latentlm/onnx_head.py) on a head with every modulation non-zero (a trained head's
+    are; a new head's start at zero), for both output parameterisations."""
+    torch.manual_seed(0)
+    head = DiffusionHead(HeadConfig(latent_dim=8, cond_dim=24, width=32, depth=2,
+                                    diffusion=DiffusionConfig(prediction=prediction))).eval()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        x, cond = torch.randn(5, 8), torch.randn(5, 24)
+        ref = one_step(head, x, cond)
+    torch.testing.assert_close(OnnxHeadRuntime(head, threads=1)(x, cond), ref, atol=2e-5, rtol=1e-4)
 
 
 def test_release_synthesizes_the_same_speech_through_onnx_runtime(release, real_speech_dir):
