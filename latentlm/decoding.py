@@ -412,12 +412,12 @@ def _follow(
     if fast is not None:  # one row, every network in ONNX Runtime: latentlm/row_loop.py
         model, head, temperature, generator, cache, first_hidden, dmax = fast
 
+        no_lat, mod_tok, mod_lat = torch.zeros(1, dmax), torch.full((1,), -1), torch.zeros(1, dtype=torch.long)
+
         def make_step(t: int, z) -> Step:
-            lat_vals, lat_mod = torch.zeros(1, dmax), torch.full((1,), -1, dtype=torch.long)
-            if z is not None:
-                lat_vals[0, : len(z)] = torch.from_numpy(z)
-                lat_mod[0] = 0
-            return step_at(t, lat_vals, lat_mod)
+            if z is None:
+                return step_at(t, no_lat.clone(), mod_tok.clone())
+            return step_at(t, torch.from_numpy(z[None].copy()), mod_lat.clone())  # one modality: D = Dmax
 
         yield from row_loop.row_loop(
             model, plan[0], head, bridging[0] if bridging is not None else None, marks[0],

@@ -138,7 +138,6 @@ class OnnxTrunkRuntime:
             if not all(t.is_contiguous() for t in cache.k + cache.v):
                 raise ValueError("OnnxTrunkRuntime: the cache's buffers must be contiguous (it writes them in place)")
             io = session.io_binding()
-            io.bind_output("hidden")  # first: outputs come back in binding order
             for i, (k, v) in enumerate(zip(cache.k, cache.v)):
                 for kind, buf in (("key", k), ("value", v)):
                     val = ort.OrtValue.ortvalue_from_numpy(buf.numpy())  # [1, Hkv, S_max, Dh], no copy
@@ -164,9 +163,10 @@ class OnnxTrunkRuntime:
         io.bind_cpu_input("x", x)
         io.bind_cpu_input("seqlens_k", np.array([start + n - 1], dtype=np.int32))
         io.bind_cpu_input("total_len", np.array(start + n, dtype=np.int32))
-        io.bind_output("hidden")  # unallocated again (it keeps the last run's value, shaped for that run's N)
+        hidden = np.empty((1, n, self.cfg.dim), dtype=np.float32)  # written by the run (no output copied back)
+        io.bind_output("hidden", "cpu", 0, np.float32, hidden.shape, hidden.ctypes.data)
         session.run_with_iobinding(io)
-        hidden = io.get_outputs()[0].numpy()[0]  # [N, C]
+        hidden = hidden[0]  # [N, C]
         cache.key_valid[:, start : start + n] = True
         cache.length += n
         cache.n_valid += n

@@ -45,14 +45,20 @@ def covers(model, heads: dict, modality: str, bridge, cfg: float, steps: int, so
 
 
 def embed(model, tokens: list[int], latents: list[np.ndarray | None], d: int) -> np.ndarray:
-    """The pending items' input embeddings [N, C], computed by ``LatentLM.embed_items`` as the general loop
-    computes them (bit for bit: int8 sessions turn float rounding into different frames)."""
-    lat = np.zeros((len(tokens), d), dtype=np.float32)
-    for i, z in enumerate(latents):
-        if z is not None:
-            lat[i] = z
-    mod = torch.tensor([-1 if z is None else 0 for z in latents])[None]
-    return model.embed_items(torch.tensor(tokens)[None], torch.from_numpy(lat)[None], mod)[0].numpy()
+    """The pending items' input embeddings [N, C] as ``LatentLM.embed_items`` computes them, bit for bit (int8
+    sessions turn float rounding into different frames): token rows are rows of the embedding table; latent rows
+    come from the model's own latent projection called on the same [1, N, D] input."""
+    x = model.embed.weight.detach().numpy()[tokens]  # [N, C] a copy
+    is_lat = [z is not None for z in latents]
+    if any(is_lat):
+        lat = np.zeros((len(tokens), d), dtype=np.float32)
+        for i, z in enumerate(latents):
+            if z is not None:
+                lat[i] = z
+        (m,) = model.latent_dims
+        proj = model.latent_in[m](torch.from_numpy(lat)[None])[0].numpy()  # [N, C]
+        x[is_lat] = proj[is_lat]
+    return x
 
 
 def row_loop(
