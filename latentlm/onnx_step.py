@@ -1,7 +1,7 @@
 """ONNX Runtime for the per-frame decode work: the trunk's cached step on one row, and a one-step head.
 
 A decode step of the small models is bound by per-op overhead in eager PyTorch (~250 small ops for a 6-layer
-trunk, ~12 us each on this CPU). Exported to ONNX and run by ONNX Runtime (already installed with faster-whisper),
+trunk, ~12 us each on this CPU). Written as ONNX graphs and run by ONNX Runtime (already installed with faster-whisper),
 the same arithmetic runs as one native graph. Measured on the 2-core development machine (demo release, one
 row): ``benchmarks/bench_tts.py --backend onnx``.
 

@@ -149,7 +149,7 @@ class TTS:
         """Load a release. ``quantize="int8"`` (CPU only): the trunk's linear layers become dynamic int8
         (latentlm/linear.py ``quantize_int8``): much faster for large trunks, ~7% for the demo size.
         ``backend="onnx"`` (CPU only): one-row decode steps of the trunk and the one-step head run in ONNX Runtime
-        (latentlm/onnx_step.py; exported in memory at load, ~2 s); everything else stays in PyTorch. With
+        (latentlm/onnx_step.py; graphs built in memory at load, ~3 s with int8); everything else stays in PyTorch. With
         ``quantize="int8"`` those graphs are quantised by ONNX Runtime instead of the PyTorch trunk."""
         if quantize not in (None, "int8"):
             raise TTSInputError(f'quantize must be None or "int8", got {quantize!r}')
