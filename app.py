@@ -428,7 +428,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, sh
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tts.options import add_runtime_arguments
+    from tts.options import add_runtime_arguments, runtime_kwargs
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="TTS release folder")
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--concurrency", type=int, default=1, help="synthesis jobs at once")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, fast=True)
     p.add_argument("--image-checkpoint", default=None, help="image release (lm/ + vae/): adds the image tab")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        tts = TTS.from_pretrained(ckpt, backend=args.backend, quantize=args.quantize)
+        tts = TTS.from_pretrained(ckpt, **runtime_kwargs(args))
         image_model = load_image_release(args.image_checkpoint) if args.image_checkpoint else None
     except (ValueError, OSError) as e:  # a truncated / garbage release: a message, not a traceback
         print(f"error: {e}", file=sys.stderr)

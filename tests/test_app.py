@@ -176,9 +176,13 @@ def test_missing_checkpoint_explains_what_to_do(tmp_path, capsys):
     assert "No TTS release found" in err and "--checkpoint" in err
 
 
-def test_main_loads_the_fast_int8_path_when_asked(tmp_path, monkeypatch):
-    """--backend onnx --quantize int8: the demo runs the release with ONNX Runtime's int8 decode steps, bound to
-    127.0.0.1."""
+@pytest.mark.parametrize(
+    "flags, runtime",
+    [([], "int8"), (["--backend", "torch"], None), (["--backend", "onnx", "--quantize", "none"], "float32")],
+)
+def test_main_loads_the_fast_int8_path_by_default(tmp_path, monkeypatch, flags, runtime):
+    """By default the demo runs the release with ONNX Runtime's int8 decode steps (the fastest path), bound to
+    127.0.0.1; --backend torch keeps every step in PyTorch, --quantize none keeps ONNX Runtime in float32."""
     import torch
 
     from tests.helpers import make_tiny_release
@@ -188,9 +192,10 @@ def test_main_loads_the_fast_int8_path_when_asked(tmp_path, monkeypatch):
     built, launched = [], []
     monkeypatch.setattr(app, "build_demo", lambda tts, cfg, image_model=None: built.append(tts) or "demo")
     monkeypatch.setattr(app, "launch", lambda demo, **kw: launched.append((demo, kw)))
-    assert app.main(["--checkpoint", str(release), "--backend", "onnx", "--quantize", "int8"]) == 0
+    assert app.main(["--checkpoint", str(release), *flags]) == 0
     [tts] = built
-    assert tts.lm.trunk.runtime is not None and tts.lm.trunk.runtime.int8
+    rt = tts.lm.trunk.runtime
+    assert (rt is None) if runtime is None else (rt.int8 == (runtime == "int8"))
     assert launched == [("demo", launched[0][1])] and launched[0][1]["host"] == "127.0.0.1"
 
 

@@ -216,8 +216,9 @@ def test_cli_refuses_a_missing_release_with_exit_2(tmp_path, capsys):
     assert "cannot load TTS release" in capsys.readouterr().err
 
 
-def test_cli_loads_the_fast_int8_path_when_asked(tmp_path, monkeypatch):
-    """--backend onnx --quantize int8: the server serves the release with ONNX Runtime's int8 decode steps."""
+@pytest.mark.parametrize("flags", [[], ["--backend", "onnx", "--quantize", "int8"]])
+def test_cli_loads_the_fast_int8_path_by_default(tmp_path, monkeypatch, flags):
+    """By default (and as asked) the server serves the release with ONNX Runtime's int8 decode steps."""
     import uvicorn
 
     from tts.server import main
@@ -226,7 +227,7 @@ def test_cli_loads_the_fast_int8_path_when_asked(tmp_path, monkeypatch):
     release = make_tiny_release(tmp_path / "tiny")
     served = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
-    args = ["--checkpoint", str(release), "--voices", str(tmp_path / "v"), "--backend", "onnx", "--quantize", "int8"]
+    args = ["--checkpoint", str(release), "--voices", str(tmp_path / "v"), *flags]
     assert main(args) == 0
     [(fastapi_app, kw)] = served
     tts = fastapi_app.state.voices.tts

@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from tts.model import TTS, SynthesisResult
-from tts.options import SynthesisOptions, TTSInputError, add_runtime_arguments
+from tts.options import SynthesisOptions, TTSInputError, add_runtime_arguments, runtime_kwargs
 from tts.outputs import plan_outputs
 
 JOB_SETTINGS = ("seed", "speed")  # the settings a job row may give for itself (the rest come from the CLI)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         outs = plan_outputs(jobs, out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tts = TTS.from_pretrained(
-            args.checkpoint, device=args.device, quantize=args.quantize, backend=args.backend
+            args.checkpoint, device=args.device, **runtime_kwargs(args)
         )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

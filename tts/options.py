@@ -193,19 +193,32 @@ def resolve_decoding(
     return Decoding(head, 1, one_step.cfg_scale, temp, bridge=bool(o.bridge and has_bridge))
 
 
-def add_runtime_arguments(ap) -> None:
+def add_runtime_arguments(ap, fast: bool = False) -> None:
     """The loading flags every front end shares (``TTS.from_pretrained``'s ``backend`` and ``quantize``) on an
-    argparse parser."""
+    argparse parser; ``runtime_kwargs`` reads them back. ``fast`` (the long-lived front ends: the demo, the server):
+    ONNX Runtime with int8 weights by default, the measured fastest path (docs/experiments/onnx-graphs.md), whose
+    ~3 s of graph building at start a process serving many requests pays once."""
     ap.add_argument(
         "--quantize",
-        choices=["int8"],
+        choices=["int8", "none"],
         default=None,
         help="int8: the decode steps' linear layers in dynamic int8 (CPU; with --backend onnx, ONNX Runtime's: "
-        "the fastest path, docs/TTS.md 'How fast')",
+        "the fastest path, docs/TTS.md 'How fast'); none: float32. Default: "
+        + ("int8 with --backend onnx, none with torch" if fast else "none"),
     )
     ap.add_argument(
         "--backend",
         choices=list(BACKENDS),
-        default="torch",
-        help="onnx: one-row decode steps in ONNX Runtime (CPU; ~2 s more at start; docs/TTS.md 'How fast')",
+        default="onnx" if fast else "torch",
+        help="onnx: one-row decode steps in ONNX Runtime (CPU; ~3 s more at start with int8; docs/TTS.md 'How "
+        "fast'); torch: all in PyTorch",
     )
+    ap.set_defaults(fast_runtime=fast)
+
+
+def runtime_kwargs(args) -> dict:
+    """``backend`` and ``quantize`` for ``TTS.from_pretrained`` from ``add_runtime_arguments``' flags."""
+    q = args.quantize
+    if q is None:  # the front end's default: int8 on the fast front ends' ONNX Runtime path
+        q = "int8" if getattr(args, "fast_runtime", False) and args.backend == "onnx" else "none"
+    return {"backend": args.backend, "quantize": None if q == "none" else q}

@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tts.audio_formats import MEDIA_TYPES, FormatError, check_format, encode_stream, output_rate
 from tts.job_pool import JobPool, QueueFull
 from tts.model import TTSInputError
-from tts.options import SynthesisOptions, add_runtime_arguments
+from tts.options import SynthesisOptions, add_runtime_arguments, runtime_kwargs
 from tts.voices import VoiceExists, VoiceInputError, VoiceNotFound, VoiceStore
 
 log = logging.getLogger("latentlm.server")
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-input-chars", type=int, default=ServerConfig.max_input_chars)
     p.add_argument("--max-upload-mb", type=float, default=ServerConfig.max_upload_bytes / 2**20)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a busy 2-core machine)")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, fast=True)
     p.add_argument("--model-id", default=None, help="id in /v1/models (default: the release folder's name)")
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(a.threads)
     try:
-        tts = TTS.from_pretrained(a.checkpoint, backend=a.backend, quantize=a.quantize)
+        tts = TTS.from_pretrained(a.checkpoint, **runtime_kwargs(a))
     except TTSInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from tts.model import TTS
-from tts.options import SynthesisOptions, TTSInputError, add_runtime_arguments
+from tts.options import SynthesisOptions, TTSInputError, add_runtime_arguments, runtime_kwargs
 from tts.outputs import check_out_file
 
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         options = SynthesisOptions.from_mapping(vars(args))
         out = check_out_file(args.out)
         tts = TTS.from_pretrained(
-            args.checkpoint, device=args.device, quantize=args.quantize, backend=args.backend
+            args.checkpoint, device=args.device, **runtime_kwargs(args)
         )
         res = tts.synthesize(args.text, args.prompt, prompt_text=args.prompt_text, options=options)
     except (TTSInputError, ValueError) as e:
