@@ -103,6 +103,11 @@ class OnnxTrunkRuntime:
 
         if next(trunk.parameters()).device.type != "cpu":
             raise ValueError("the ONNX Runtime path runs on the CPU; move the model there first")
+        if trunk.cfg.head_dim % 16:  # GroupQueryAttention's rotary kernels (ONNX Runtime 1.32) refuse others
+            raise ValueError(
+                f"the ONNX Runtime trunk step needs a head dim that is a multiple of 16 (ONNX Runtime's "
+                f"GroupQueryAttention with RoPE); this trunk's is {trunk.cfg.head_dim}: use the PyTorch backend"
+            )
         self.cfg = trunk.cfg
         self.int8 = int8  # its weights quantised (what a front end loaded is then visible)
         model = _weights(trunk_step_graph(trunk), int8)

@@ -46,6 +46,12 @@ def test_trunk_runtime_equals_the_eager_trunk_step_by_step(kv_heads):
         rt(torch.randn(1, 40, 64), onnx)
 
 
+def test_trunk_runtime_refuses_a_head_dim_its_attention_kernel_does_not_take():
+    trunk = Transformer(TransformerConfig(dim=48, n_layers=1, n_heads=2, max_seq_len=32)).eval()  # head dim 24
+    with pytest.raises(ValueError, match="multiple of 16.*PyTorch backend"):
+        OnnxTrunkRuntime(trunk)
+
+
 def test_one_runtime_serves_several_caches_in_turn():
     """Decodes running at once (the server's workers) share the runtime, each with its own cache."""
     torch.manual_seed(1)
