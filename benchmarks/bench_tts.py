@@ -61,6 +61,17 @@ SIZE_100M = [
     "tts.model.modalities.audio.width=512",
     "tts.model.modalities.audio.depth=4",
 ]
+# ~37M (36.5M LM parameters, beside F5-TTS's 512 x 8 DiT at 37.3M): trunk 512 x 8 (GQA 8/4), head 512 x 4
+SIZE_37M = [
+    "tts.model.trunk.dim=512",
+    "tts.model.trunk.n_layers=8",
+    "tts.model.trunk.n_heads=8",
+    "tts.model.trunk.n_kv_heads=4",
+    "tts.model.modalities.audio.cond_dim=512",
+    "tts.model.modalities.audio.width=512",
+    "tts.model.modalities.audio.depth=4",
+]
+SIZES = {"37m": SIZE_37M, "100m": SIZE_100M}
 
 
 def demo_size_untrained(patch: int = 1, overrides: list[str] | None = None) -> TTS:
@@ -157,7 +168,8 @@ def main() -> None:
         "--patch", type=int, default=1, help="VAE frames per item of the untrained model (tts.patch)"
     )
     ap.add_argument(
-        "--size", choices=["demo", "100m"], default="demo", help="100m: an untrained ~100M-parameter model"
+        "--size", choices=["demo", "37m", "100m"], default="demo",
+        help="an untrained model of ~37M (trunk 512 x 8) or ~100M (768 x 12) parameters",
     )
     ap.add_argument("--quantize", choices=["int8"], default=None, help="the trunk's linears in dynamic int8")
     ap.add_argument(
@@ -177,9 +189,9 @@ def main() -> None:
         tts, label = TTS.from_pretrained(ckpt), f"release {ckpt}"
     else:
         tts, label = (
-            demo_size_untrained(args.patch, SIZE_100M if args.size == "100m" else None),
+            demo_size_untrained(args.patch, SIZES.get(args.size)),
             f"UNTRAINED {args.size}-size model (recipes/demo/tts_small.yaml"
-            + (", trunk 768 x 12, head 512 x 4)" if args.size == "100m" else ")"),
+            + {"100m": ", trunk 768 x 12, head 512 x 4)", "37m": ", trunk 512 x 8, head 512 x 4)"}.get(args.size, ")"),
         )
     n = sum(p.numel() for p in tts.lm.parameters())
     if args.quantize:  # (n counts the float32 parameters)

@@ -3,6 +3,7 @@
     pip install --target /tmp/f5pkgs --no-deps f5-tts x-transformers torchdiffeq einops loguru einx frozendict \
         torch-einops-utils rjieba pypinyin wandb xxhash accelerate ema-pytorch datasets multiprocess pyarrow dill
     PYTHONPATH=/tmp/f5pkgs python -m benchmarks.bench_vs_f5 [--checkpoint checkpoints/tts_demo] [--runs 3]
+    PYTHONPATH=/tmp/f5pkgs python -m benchmarks.bench_vs_f5 --size 37m --f5-dim 512 --f5-depth 8   # ~37M each
 
 F5-TTS (arXiv 2410.06885; its PyPI package, imported only here, never by the project) is a non-autoregressive
 DiT over mel frames (24 kHz, hop 256: 93.75 frames/s) sampled by flow matching: its defaults are 32 Euler steps
@@ -64,17 +65,28 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--f5-dim", type=int, default=256)
     ap.add_argument("--f5-depth", type=int, default=6)
+    ap.add_argument(
+        "--size", choices=["release", "37m", "100m"], default="release",
+        help="ours: the release at --checkpoint, or an UNTRAINED model of that size (benchmarks/bench_tts.py: "
+        "37m = trunk 512 x 8, 36.5M, beside --f5-dim 512 --f5-depth 8; 100m = trunk 768 x 12)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from benchmarks.bench_tts import stand_in_bridge, stand_in_one_step
+    from benchmarks.bench_tts import SIZES, demo_size_untrained, stand_in_bridge, stand_in_one_step
     from tts.model import TTS
 
-    tts = TTS.from_pretrained(args.checkpoint)
+    def load() -> TTS:
+        if args.size == "release":
+            return TTS.from_pretrained(args.checkpoint)
+        torch.manual_seed(0)  # (speed does not depend on the weights; an untrained model never stops)
+        return demo_size_untrained(overrides=SIZES[args.size])
+
+    tts = load()
     label = " (undistilled copy: speed only)" if stand_in_one_step(tts, tts.cfg.cfg_scale) else ""
-    fast = TTS.from_pretrained(args.checkpoint)  # the same release with its decode steps in ONNX Runtime
+    fast = load()  # the same model with its decode steps in ONNX Runtime
     stand_in_one_step(fast, fast.cfg.cfg_scale)
     fast.use_onnx()  # one ONNX Runtime thread (its default; measured faster than two)
-    fast8 = TTS.from_pretrained(args.checkpoint)  # and with ONNX Runtime's int8 weights
+    fast8 = load()  # and with ONNX Runtime's int8 weights
     stand_in_one_step(fast8, fast8.cfg.cfg_scale)
     blabel = " (untrained bridge: speed only)" if stand_in_bridge(fast8) else ""
     fast8.use_onnx(int8=True)
@@ -82,8 +94,9 @@ def main() -> None:
     n_ours = sum(p.numel() for p in tts.lm.parameters())
     n_f5 = sum(p.numel() for p in f5.transformer.parameters())
     prompt_s = 3.5
+    which = args.checkpoint if args.size == "release" else f"UNTRAINED {args.size}-size model"
     print(
-        f"ours: {args.checkpoint} LM {n_ours / 1e6:.2f}M; F5-TTS DiT {args.f5_dim}x{args.f5_depth} "
+        f"ours: {which} LM {n_ours / 1e6:.2f}M; F5-TTS DiT {args.f5_dim}x{args.f5_depth} "
         f"{n_f5 / 1e6:.2f}M (random weights); {prompt_s:g}-s prompt, {args.seconds:g} s generated, "
         f"{torch.get_num_threads()} threads, {args.runs} alternating runs"
     )
