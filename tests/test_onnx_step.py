@@ -168,3 +168,28 @@ def test_int8_graphs_stay_close_to_float32(release):
     za, zb = OnnxHeadRuntime(head, 1)(noise, cond), OnnxHeadRuntime(head, 1, int8=True)(noise, cond)
     rel = float((za - zb).norm() / za.norm())
     assert 0 < rel < 0.1, rel
+
+
+def test_concurrent_decodes_share_one_onnx_release(real_speech_dir):
+    """The server's workers decode at once through one loaded release (the server's default backend, int8 ONNX
+    Runtime): each decode binds its own KV cache, so two threads get exactly what each gets alone."""
+    import threading
+
+    fast = TTS.from_pretrained(RELEASE, backend="onnx", quantize="int8")
+    prompt = real_speech_dir / "dev" / "coqui__LJ001-0001.wav"
+    kw = dict(prompt_text="Printing, in the only sense with which we are", head="one_step")
+    jobs = [("The boat sailed across the calm water.", 0), ("A small bird sang in the old tree.", 1)]
+    alone = [fast.synthesize(text, prompt, seed=seed, **kw).audio for text, seed in jobs]
+    together: list = [None, None]
+
+    def run(i: int) -> None:
+        for _ in range(3):  # several decodes each, so the two overlap
+            together[i] = fast.synthesize(jobs[i][0], prompt, seed=jobs[i][1], **kw).audio
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for a, b in zip(alone, together):
+        assert b is not None and np.array_equal(a, b)
