@@ -49,6 +49,23 @@ class HeadRecorder(nn.Module):
         return torch.cat(self.conds), torch.cat(self.unconds)
 
 
+class StudentRecorder(HeadRecorder):
+    """A ``HeadRecorder`` whose samples come from a one-step ``student`` instead of the wrapped head: decoding with
+    guidance (two trunk rows) then walks the student's own trajectory while every (cond, uncond) it meets is kept,
+    so a student can be distilled again on the states it visits (on-policy, DAgger-style). The student samples
+    from the cond row alone, in one step, at the call's temperature and with its generator."""
+
+    def __init__(self, head: DiffusionHead, student: DiffusionHead):
+        super().__init__(head)
+        self.student = student
+
+    def sample(self, cond: Tensor, *args, uncond: Tensor | None = None, **kwargs) -> Tensor:
+        self.conds.append(cond.detach().float().cpu())
+        self.unconds.append((cond if uncond is None else uncond).detach().float().cpu())
+        kw = {k: kwargs[k] for k in ("temperature", "generator") if k in kwargs}
+        return self.student.sample(cond, steps=1, **kw)
+
+
 @dataclass
 class Targets:
     cond: Tensor  # [N*K, C] (row j is state j % N)

@@ -168,3 +168,35 @@ def test_states_are_recorded_at_the_temperature_asked_for(prompt):
     assert cold[0][0].shape[0] > 1 and cold[0][0].shape == cold[1][0].shape
     assert torch.equal(cold[0][0], cold[1][0]) and torch.equal(cold[0][1], cold[1][1])
     assert not torch.equal(warm[0][0], warm[1][0])
+
+
+def test_on_policy_states_follow_the_students_own_decoding(prompt):
+    """tts.distill_head --on-policy: the jobs are decoded with guidance (two rows, so the teacher's unconditional
+    states are there) while every latent is the one-step head's sample: the states recorded are those of the
+    student's trajectory, unlike the teacher's (same jobs, same seed), and as many (the plan fixes the frames)."""
+    from tts.distill_head import record_states
+
+    torch.set_num_threads(1)
+    tts = _with_one_step()
+    job = [{"text": "A short test.", "prompt_audio": str(prompt[0]), "prompt_text": prompt[1]}]
+    teacher = record_states(tts, job, 1, 0)
+    student = record_states(tts, job, 1, 0, on_policy=True)
+    assert student[0].shape == teacher[0].shape and student[0].shape[0] > 1
+    assert torch.equal(student[0][0], teacher[0][0])  # the first frame: the same prefix, nothing sampled yet
+    assert not torch.equal(student[0][1:], teacher[0][1:])  # then the student's own latents steer the trunk
+    assert not torch.equal(student[0], student[1])  # the guidance row's states are recorded too
+    assert tts.lm.heads[MODALITY].__class__.__name__ == "DiffusionHead"  # the teacher is back in place
+
+
+def test_distill_cli_on_policy_needs_a_one_step_head_and_keys_its_states(tmp_path, capsys):
+    from tests.helpers import make_tiny_release
+    from tts.distill_head import main, states_key
+
+    release = make_tiny_release(tmp_path / "rel", cfg_scale=2.0)
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("")
+    assert main([str(release), "--manifest", str(manifest), "--out", str(tmp_path / "o"), "--on-policy"]) == 2
+    assert "has no one-step head" in capsys.readouterr().err
+    _with_one_step().save_pretrained(tmp_path / "with")
+    key = states_key(tmp_path / "with", [str(manifest)], 400, 3, 4, 0)
+    assert states_key(tmp_path / "with", [str(manifest)], 400, 3, 4, 0, on_policy=True) != key

@@ -1,7 +1,7 @@
 """Distil a TTS release's diffusion head into a one-step head (latentlm/one_step.py) and write a release with it.
 
     python -m tts.distill_head RELEASE --manifest TRAIN.jsonl --out OUT_RELEASE [--jobs 400] [--draws 8]
-        [--train-steps 3000] [--record-temperature T] [--default] [--threads 1] [--seed 0]
+        [--train-steps 3000] [--record-temperature T] [--on-policy] [--default] [--threads 1] [--seed 0]
 
 1. Cross-sentence jobs from the manifest (tts.real_voices.dev_jobs: per speaker a prompt and up to
    ``--per-speaker`` other utterances' texts; speakers with one utterance give none), at most ``--jobs`` of them,
@@ -10,6 +10,9 @@
 2. Decode them with the release's reference head (its cfg_scale; its temperature, or ``--record-temperature``:
    the releases so far recorded at 0.7 and sample at 0.3) through a ``HeadRecorder``:
    every (cond, uncond) trunk state the head is asked to sample from is kept (on-policy states, drift included).
+   ``--on-policy``: the latents are the release's one-step head's samples instead (``StudentRecorder``), so the
+   states are those the student's own decoding visits (measured for the demo release in session 24: no gain over
+   the teacher's states; docs/experiments/one-step-head.md).
    Saved to OUT/.distill/states.safetensors with what made them (the teacher's weights and config, the jobs'
    manifests and settings), so a rerun of the same distillation skips this step; states from another teacher or
    job set are recorded again, never reused.
@@ -39,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from evaluation.whisper_base import sha256_file
 from latentlm.bridge import DIRNAME as BRIDGE_DIRNAME
 from latentlm.checkpoint import RELEASE_CONFIG, RELEASE_WEIGHTS
-from latentlm.distill import HeadRecorder, distill, teacher_targets
+from latentlm.distill import HeadRecorder, StudentRecorder, distill, teacher_targets
 from latentlm.one_step import DIRNAME, OneStepConfig, save_one_step
 from tts.layout import MODALITY
 from tts.manifests import read_jsonl
@@ -59,7 +62,7 @@ def distill_jobs(
 
 def states_key(
     release: Path, manifests: list[str], jobs: int, per_speaker: int, batch_size: int, seed: int,
-    record_temperature: float | None = None,
+    record_temperature: float | None = None, on_policy: bool = False,
 ) -> dict[str, str]:
     """What recorded states depend on, as safetensors metadata: the teacher (its weights and its config: the
     temperature and guidance it decodes with, the temperature it records at when given) and the jobs (the
@@ -67,6 +70,8 @@ def states_key(
     teacher = {name: sha256_file(release / name) for name in (RELEASE_WEIGHTS, RELEASE_CONFIG)}
     if record_temperature is not None:
         teacher["record_temperature"] = record_temperature
+    if on_policy:  # the trajectory is the release's one-step head's (in its weights, one_step_head/)
+        teacher["on_policy"] = sha256_file(release / DIRNAME / RELEASE_WEIGHTS)
     settings = {"manifests": [sha256_file(Path(m)) for m in manifests], "jobs": jobs, "per_speaker": per_speaker,
                 "batch_size": batch_size, "seed": seed}
     return {"teacher": json.dumps(teacher, sort_keys=True), "jobs": json.dumps(settings, sort_keys=True)}
@@ -125,12 +130,14 @@ def no_jobs() -> None:
 
 
 def record_states(
-    tts: TTS, jobs: list[dict], batch_size: int, seed: int, temperature: float | None = None
+    tts: TTS, jobs: list[dict], batch_size: int, seed: int, temperature: float | None = None,
+    on_policy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode ``jobs`` with the reference head (at ``temperature``, default the release's) and return the
-    recorded cond, uncond [N, C]."""
+    recorded cond, uncond [N, C]. ``on_policy``: every latent is the release's one-step head's sample instead
+    (``StudentRecorder``: the states its own decoding visits, with the unconditional row the teacher needs)."""
     teacher = tts.lm.heads[MODALITY]
-    recorder = HeadRecorder(teacher)
+    recorder = StudentRecorder(teacher, tts.one_step[0]) if on_policy else HeadRecorder(teacher)
     tts.lm.heads[MODALITY] = recorder
     try:
         for a in range(0, len(jobs), batch_size):
@@ -162,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         "--record-temperature", type=float, default=None,
         help="the teacher decodes the jobs at this temperature while its states are recorded (default: the release's)",
     )
+    ap.add_argument(
+        "--on-policy", action="store_true",
+        help="record the states the release's own one-step head visits (DAgger-style; the release needs one)",
+    )
     ap.add_argument("--train-steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--default", action="store_true", help="make the one-step head the release's default")
@@ -186,15 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     tts = load_for_recording(src, args.threads, args.seed)
     if tts is None:
         return 2
+    if args.on_policy and tts.one_step is None:
+        print(f"error: --on-policy: {src} has no one-step head (one_step_head/) to decode with", file=sys.stderr)
+        return 2
     key = states_key(
-        src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed, args.record_temperature
+        src, args.manifest, args.jobs, args.per_speaker, args.batch_size, args.seed, args.record_temperature,
+        args.on_policy,
     )
 
     def record() -> dict[str, torch.Tensor] | None:
         jobs = distill_jobs(args.manifest, args.jobs, args.seed, args.per_speaker)
         if not jobs:
             return None
-        cond, uncond = record_states(tts, jobs, args.batch_size, args.seed, args.record_temperature)
+        cond, uncond = record_states(
+            tts, jobs, args.batch_size, args.seed, args.record_temperature, args.on_policy
+        )
         return {"cond": cond, "uncond": uncond}
 
     st = reuse_or_record(out / ".distill" / "states.safetensors", key, record, "states", "another teacher or job set")
