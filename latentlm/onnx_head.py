@@ -22,26 +22,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OPSET = 17
-
 
 @torch.no_grad()
 def one_step_graph(head: nn.Module) -> bytes:
     """The ONNX model (bytes) of ``head``'s one-step sample (module docstring), weights as initializers."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from latentlm.head import timestep_embedding
+    from latentlm.onnx_graph import GraphBuilder
 
     cfg, W = head.cfg, head.cfg.width
     last = head.schedule.num_steps - 1
-    inits, nodes = [], []
-
-    def weight(name: str, t: torch.Tensor) -> str:
-        inits.append(numpy_helper.from_array(t.detach().float().cpu().contiguous().numpy(), name))
-        return name
-
-    def node(op: str, ins: list[str], outs: list[str], **attrs) -> None:
-        nodes.append(helper.make_node(op, ins, outs, **attrs))
+    g = GraphBuilder()
+    weight, node = g.weight, g.node
 
     def rms(x: str, norm: nn.Module, out: str) -> None:
         node("SimplifiedLayerNormalization", [x, weight(f"{out}_w", norm.weight)], [out], axis=-1,
@@ -105,12 +98,9 @@ def one_step_graph(head: nn.Module) -> bytes:
     node("Add", ["ax", "bo"], ["x0"])
 
     f32 = TensorProto.FLOAT
-    graph = helper.make_graph(
-        nodes,
+    return g.model(
         "one_step_head",
         [helper.make_tensor_value_info("x_T", f32, ["M", cfg.latent_dim]),
          helper.make_tensor_value_info("cond", f32, ["M", cfg.cond_dim])],
         [helper.make_tensor_value_info("x0", f32, ["M", cfg.latent_dim])],
-        inits,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]).SerializeToString()

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-OPSET = 17
+from latentlm.onnx_graph import OPSET
+
 WIDE_THREADS, WIDE_ITEMS = 2, 16  # trunk calls of more than WIDE_ITEMS items run on WIDE_THREADS threads
 
 

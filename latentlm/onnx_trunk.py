@@ -28,24 +28,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OPSET, MS_OPSET = 17, 1
-
 
 def trunk_step_graph(trunk: nn.Module) -> bytes:
     """The ONNX model (bytes) of ``trunk``'s cached one-row step (module docstring), weights as initializers."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
+
+    from latentlm.onnx_graph import GraphBuilder
 
     cfg = trunk.cfg
     H, Hkv, Dh, C, eps = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.dim, cfg.norm_eps
-    inits, nodes = [], []
-
-    def weight(name: str, t: torch.Tensor) -> str:
-        inits.append(numpy_helper.from_array(t.detach().float().cpu().contiguous().numpy(), name))
-        return name
-
-    def node(op: str, ins: list[str], outs: list[str], **attrs) -> None:
-        ms = op in ("SkipSimplifiedLayerNormalization", "GroupQueryAttention")
-        nodes.append(helper.make_node(op, ins, outs, domain="com.microsoft" if ms else "", **attrs))
+    g = GraphBuilder()
+    weight, node = g.weight, g.node
 
     cos, sin = trunk.rope.lookup(torch.arange(cfg.max_seq_len)[None])  # [1, L, 1, Dh], sin sign-folded
     weight("cos_cache", cos[0, :, 0, : Dh // 2])  # [max_seq_len, Dh / 2]
@@ -91,8 +84,4 @@ def trunk_step_graph(trunk: nn.Module) -> bytes:
         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
         helper.make_tensor_value_info("total_len", TensorProto.INT32, []),
     ]
-    graph = helper.make_graph(nodes, "trunk_step", inputs, outputs, inits)
-    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", MS_OPSET)]
-    # no onnx.checker: it knows no ONNX Runtime operator (SimplifiedLayerNormalization sits in the default domain
-    # there); ONNX Runtime checks the graph as it loads it
-    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    return g.model("trunk_step", inputs, outputs)
