@@ -129,6 +129,23 @@ def no_jobs() -> None:
     print("no cross-sentence jobs in the manifests (no speaker has two utterances)", file=sys.stderr)
 
 
+def decode_jobs(
+    tts: TTS, jobs: list[dict], batch_size: int, seed: int, temperature: float | None, progress: Callable[[], str],
+    **settings,
+) -> None:
+    """Decode the cross-sentence ``jobs`` (``distill_jobs``) ``batch_size`` at a time, job i with seed ``seed`` + i,
+    at ``temperature`` (None: the release's) and ``settings`` (e.g. head="reference"), failures skipped; after
+    each batch print how far, with ``progress()``'s count of what was recorded (the recording CLIs' decoding)."""
+    for a in range(0, len(jobs), batch_size):
+        part = [
+            {"text": j["text"], "prompt_audio": j["prompt_audio"], "prompt_text": j.get("prompt_text"),
+             "seed": seed + a + k, **settings, **({} if temperature is None else {"temperature": temperature})}
+            for k, j in enumerate(jobs[a : a + batch_size])
+        ]
+        tts.synthesize_batch(part, batch_size=batch_size, on_error="return")
+        print(f"recorded {min(a + batch_size, len(jobs))}/{len(jobs)} jobs, {progress()}", flush=True)
+
+
 def record_states(
     tts: TTS, jobs: list[dict], batch_size: int, seed: int, temperature: float | None = None,
     on_policy: bool = False,
@@ -140,16 +157,8 @@ def record_states(
     recorder = StudentRecorder(teacher, tts.one_step[0]) if on_policy else HeadRecorder(teacher)
     tts.lm.heads[MODALITY] = recorder
     try:
-        for a in range(0, len(jobs), batch_size):
-            part = [
-                {"text": j["text"], "prompt_audio": j["prompt_audio"], "prompt_text": j.get("prompt_text"),
-                 "seed": seed + a + k, "head": "reference",
-                 **({} if temperature is None else {"temperature": temperature})}
-                for k, j in enumerate(jobs[a : a + batch_size])
-            ]
-            tts.synthesize_batch(part, batch_size=batch_size, on_error="return")
-            print(f"recorded {min(a + batch_size, len(jobs))}/{len(jobs)} jobs, {sum(len(c) for c in recorder.conds)} "
-                  "states", flush=True)
+        states = lambda: f"{sum(len(c) for c in recorder.conds)} states"  # noqa: E731
+        decode_jobs(tts, jobs, batch_size, seed, temperature, states, head="reference")
     finally:
         tts.lm.heads[MODALITY] = teacher
     return recorder.states()

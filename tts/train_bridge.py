@@ -34,6 +34,7 @@ from latentlm.bridge_fit import SequenceRecorder, fit_bridge, pairs_of
 from latentlm.one_step import DIRNAME as ONE_STEP_DIRNAME
 from tts.distill_head import (
     copy_release,
+    decode_jobs,
     distill_jobs,
     load_for_recording,
     no_jobs,
@@ -49,15 +50,7 @@ def record_pairs(tts: TTS, jobs: list[dict], batch_size: int, seed: int, tempera
     """Decode ``jobs`` with the release's default head (unguided: a one-step head) and return bridge pairs."""
     recorder = SequenceRecorder(tts.lm)
     try:
-        for a in range(0, len(jobs), batch_size):
-            part = [
-                {"text": j["text"], "prompt_audio": j["prompt_audio"], "prompt_text": j.get("prompt_text"),
-                 "seed": seed + a + k, "bridge": False,
-                 **({} if temperature is None else {"temperature": temperature})}
-                for k, j in enumerate(jobs[a : a + batch_size])
-            ]
-            tts.synthesize_batch(part, batch_size=batch_size, on_error="return")
-            print(f"recorded {min(a + batch_size, len(jobs))}/{len(jobs)} jobs, {len(recorder.rows)} rows", flush=True)
+        decode_jobs(tts, jobs, batch_size, seed, temperature, lambda: f"{len(recorder.rows)} rows", bridge=False)
     finally:
         rows = recorder.close()
     lay = tts.lm.layout
