@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from benchmarks.bench_tts import PROMPT, PROMPT_TEXT, REPO, TEXT
+from benchmarks.bench_tts import PROMPT, PROMPT_TEXT, REPO, TEXT, decode_runtimes, install_runtimes
 from tts.model import TTS
 
 PATHS = ("torch", "onnx", "onnx-int8")
@@ -30,27 +30,14 @@ PATHS = ("torch", "onnx", "onnx-int8")
 
 def runtimes(tts: TTS, paths: list[str]) -> dict[str, tuple]:
     """path -> (trunk runtime, head runtime, bridge runtime) to install on ``tts`` (None: eager PyTorch)."""
-    head = tts.one_step[0] if tts.one_step is not None else None
     out: dict[str, tuple] = {}
     for p in paths:
         if p == "torch":
             out[p] = (None, None, None)
         else:
             tts.use_onnx(threads=1, int8=p == "onnx-int8")
-            out[p] = (
-                tts.lm.trunk.runtime,
-                head.runtime if head is not None else None,
-                tts.bridge.runtime if tts.bridge is not None else None,
-            )
+            out[p] = decode_runtimes(tts)
     return out
-
-
-def use(tts: TTS, runtimes_: tuple) -> None:
-    tts.lm.trunk.runtime = runtimes_[0]
-    if tts.one_step is not None:
-        tts.one_step[0].runtime = runtimes_[1]
-    if tts.bridge is not None:
-        tts.bridge.runtime = runtimes_[2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,12 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     ]
     kw = dict(prompt_audio=PROMPT, prompt_text=PROMPT_TEXT, seed=0)
     for c, p, b in cases:  # warm-up: first calls allocate
-        use(releases[c], rts[c][p])
+        install_runtimes(releases[c], rts[c][p])
         releases[c].synthesize("Warm up.", bridge=b, **kw)
     rtf: dict[tuple, list[float]] = {k: [] for k in cases}
     for _ in range(args.runs):
         for c, p, b in cases:
-            use(releases[c], rts[c][p])
+            install_runtimes(releases[c], rts[c][p])
             t = time.perf_counter()
             res = releases[c].synthesize(TEXT, bridge=b, **kw)
             rtf[c, p, b].append((time.perf_counter() - t) / res.speech_seconds)

@@ -251,20 +251,28 @@ def main() -> None:
     paragraph(tts, kw)
 
 
-def compare_backends(tts: TTS, kw: dict, steps: int, cfg: float) -> None:
-    """RTF of the same synthesis with the decode steps in PyTorch and in ONNX Runtime, alternated twice."""
-    saved = (
+def decode_runtimes(tts: TTS) -> tuple:
+    """The (trunk, one-step head, bridge) runtimes installed on ``tts`` now (None: eager PyTorch, or absent)."""
+    return (
         tts.lm.trunk.runtime,
-        tts.one_step[0].runtime if tts.one_step else None,
+        tts.one_step[0].runtime if tts.one_step is not None else None,
         tts.bridge.runtime if tts.bridge is not None else None,
     )
 
-    def use(onnx: bool) -> None:
-        tts.lm.trunk.runtime = saved[0] if onnx else None
-        if tts.one_step is not None:
-            tts.one_step[0].runtime = saved[1] if onnx else None
-        if tts.bridge is not None:
-            tts.bridge.runtime = saved[2] if onnx else None
+
+def install_runtimes(tts: TTS, runtimes: tuple) -> None:
+    """Put back ``decode_runtimes``' triple (all None: every decode step in PyTorch)."""
+    tts.lm.trunk.runtime = runtimes[0]
+    if tts.one_step is not None:
+        tts.one_step[0].runtime = runtimes[1]
+    if tts.bridge is not None:
+        tts.bridge.runtime = runtimes[2]
+
+
+def compare_backends(tts: TTS, kw: dict, steps: int, cfg: float) -> None:
+    """RTF of the same synthesis with the decode steps in PyTorch and in ONNX Runtime, alternated twice."""
+    saved = decode_runtimes(tts)
+    use = lambda onnx: install_runtimes(tts, saved if onnx else (None, None, None))  # noqa: E731
 
     tts.synthesize("Warm up.", PROMPT, **{**kw, "max_seconds": 0.5})
     best = {}
